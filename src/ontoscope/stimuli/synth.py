@@ -83,7 +83,7 @@ def _param(values: FactorValues, name: str, batch: int, like: torch.Tensor) -> t
     default = CANON[name].default
     v = values.get(name, default)
     if not isinstance(v, torch.Tensor):
-        v = torch.as_tensor(np.asarray(v, dtype=np.float64))
+        v = torch.tensor(np.asarray(v, dtype=np.float64))
     v = v.to(device=like.device, dtype=torch.float64)
     if v.ndim == 0:
         v = v.expand(batch)
@@ -195,15 +195,16 @@ def synthesize(
     k = torch.arange(1, k_max + 1, device=dev)
     kf = k.to(torch.float64)
 
-    # 1. pitch trajectory and base phase Φ / 2π (in cycles, accumulated in float64)
+    # 1. pitch trajectory and base phase Φ / 2π (in cycles, accumulated in float64);
+    # every clip takes the same path whatever else is in the batch
     if bool((cents > 0).any()):
         vib = torch.sin(2 * math.pi * _frac(p["vibrato_rate"][:, None] * t64[None])
                         + nuisance.vibrato_phase[:, None])
         f_t = f0[:, None] * torch.exp2(cents[:, None] / 1200 * vib)  # [B, N] float64
-        cycles = torch.cumsum(f_t, dim=1)
-        cycles = (cycles - cycles[:, :1]) / sr  # phase 0 at t = 0
     else:
-        cycles = f0[:, None] * t64[None]
+        f_t = f0[:, None].expand(batch, n)
+    cycles = torch.cumsum(f_t, dim=1)
+    cycles = (cycles - cycles[:, :1]) / sr  # phase 0 at t = 0
 
     # 2-3. partials: stretch, band-limiting mask, amplitudes
     stretch = torch.sqrt(1 + p["inharmonicity"][:, None] * kf[None] ** 2)  # [B, K]
@@ -213,35 +214,28 @@ def synthesize(
     amp = partial_amplitudes(p["brightness"], p["odd_even"], kf) * audible  # [B, K]
     theta = nuisance.partial_phase[:, :k_max].to(torch.float64)
     beating = bool((p["beat_depth"] > 0).any())
-    if beating:
-        d = p["beat_depth"].float()[:, None]
-        bp = 2 * math.pi * _frac(p["beat_rate"][:, None] * t64[None])  # [B, N]
-
-    if not bool((p["inharmonicity"] > 0).any()):
-        coef = amp * torch.exp(1j * theta)
-        spec = torch.cat([coef.new_zeros(batch, 1), coef,
-                          coef.new_zeros(batch, table_size - k_max - 1)], dim=1)
-        coef = _cubic_table(spec).to(torch.float32)
-        # main tone Im C(Φ); beating copy Im(e^{ib} C(Φ)) = Im C cos b + Re C sin b
-        if beating:
-            im, re = _read_table(coef, cycles, (1, 0))
-            h = im * (1 + d * torch.cos(bp)) + d * re * torch.sin(bp)
-        else:
-            (h,) = _read_table(coef, cycles, (1,))
-    else:
-        ph = _frac(kf[None, :, None] * stretch[:, :, None] * cycles[:, None, :])  # [B, K, N]
-        ph = (2 * math.pi * ph + theta[:, :, None]).float()
-        h = (amp[:, :, None].float() * torch.sin(ph)).sum(1)
-        if beating:
-            copy = amp[:, :, None].float() * torch.sin(ph + bp[:, None, :].float())
-            h = h + d * copy.sum(1)
+    d = p["beat_depth"].float()[:, None]
+    # beating phase 2π Δ t, [B, N] (a placeholder when no clip beats)
+    bp = (2 * math.pi * _frac(p["beat_rate"][:, None] * t64[None])).float() if beating else d
+    inharmonic = p["inharmonicity"] > 0
+    if not bool(inharmonic.any()):
+        h = _harmonic(amp, theta, cycles, d, bp, beating, table_size)
+    elif bool(inharmonic.all()):
+        h = _inharmonic(amp, theta, cycles, stretch, d, bp, beating)
+    else:  # each clip by its own path, so a clip renders the same in any batch
+        ih = torch.nonzero(inharmonic).flatten()
+        hh = torch.nonzero(~inharmonic).flatten()
+        parts = torch.cat([
+            _harmonic(amp[hh], theta[hh], cycles[hh], d[hh], bp[hh], beating, table_size),
+            _inharmonic(amp[ih], theta[ih], cycles[ih], stretch[ih], d[ih], bp[ih], beating)])
+        h = parts[torch.argsort(torch.cat([hh, ih]))]
 
     # 6. envelope: linear attack ramp, tremolo, fade-out
     env = torch.clamp(0.8 * t[None] / p["attack"].float()[:, None], max=1.0)
     if bool((p["tremolo_depth"] > 0).any()):
         env = env * (1 + p["tremolo_depth"].float()[:, None] * torch.sin(
-            2 * math.pi * _frac(p["tremolo_rate"][:, None] * t64[None])
-            + nuisance.tremolo_phase.float()[:, None]))
+            (2 * math.pi * _frac(p["tremolo_rate"][:, None] * t64[None])
+             + nuisance.tremolo_phase[:, None]).float()))
     fade = torch.clamp((n - n_idx.float()) / (sr * FADE_SECONDS), max=1.0)
     env = env * fade[None]
 
@@ -254,7 +248,34 @@ def synthesize(
 
     # 7. level
     rms = torch.sqrt((s ** 2).mean(1, dtype=torch.float64))
-    return s * (10.0 ** (p["loudness"] / 20) / rms).float()[:, None]
+    return (s * (10.0 ** (p["loudness"] / 20) / rms).float()[:, None]).float()
+
+
+def _harmonic(amp: torch.Tensor, theta: torch.Tensor, cycles: torch.Tensor, d: torch.Tensor,
+              bp: torch.Tensor, beating: bool, table_size: int) -> torch.Tensor:
+    """Harmonic part of harmonic clips, read from their one-period wavetables."""
+    batch, k_max = amp.shape
+    coef = amp * torch.exp(1j * theta)
+    spec = torch.cat([coef.new_zeros(batch, 1), coef, coef.new_zeros(batch, table_size - k_max - 1)], dim=1)
+    table = _cubic_table(spec).to(torch.float32)
+    # main tone Im C(Φ); beating copy Im(e^{ib} C(Φ)) = Im C cos b + Re C sin b
+    if beating:
+        im, re = _read_table(table, cycles, (1, 0))
+        return im * (1 + d * torch.cos(bp)) + d * re * torch.sin(bp)
+    (im,) = _read_table(table, cycles, (1,))
+    return im
+
+
+def _inharmonic(amp: torch.Tensor, theta: torch.Tensor, cycles: torch.Tensor, stretch: torch.Tensor,
+                d: torch.Tensor, bp: torch.Tensor, beating: bool) -> torch.Tensor:
+    """Harmonic part of inharmonic clips, summed partial by partial."""
+    k = torch.arange(1, amp.shape[1] + 1, device=amp.device, dtype=torch.float64)
+    ph = _frac(k[None, :, None] * stretch[:, :, None] * cycles[:, None, :])  # [B, K, N] cycles
+    ph = (2 * math.pi * ph + theta[:, :, None]).float()
+    h = (amp[:, :, None].float() * torch.sin(ph)).sum(1)
+    if beating:
+        h = h + d * (amp[:, :, None].float() * torch.sin(ph + bp[:, None, :])).sum(1)
+    return h
 
 
 def _frac(x: torch.Tensor) -> torch.Tensor:

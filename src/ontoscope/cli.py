@@ -1,0 +1,154 @@
+"""The ``ontoscope`` command.
+
+Every command turns an :class:`~ontoscope.errors.OntoscopeError` into one line
+on stderr and a non-zero exit, without a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from ontoscope.errors import ConfigError, OntoscopeError
+
+app = typer.Typer(
+    name="ontoscope",
+    help="Which features of sound can a neural audio model's architecture turn into controllable variables?",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names:
+        raise ConfigError("--factors is empty; give comma-separated factor names, e.g. f0,loudness")
+    return names
+
+
+@app.command()
+def stimuli(
+    out_dir: Path = typer.Argument(..., metavar="OUT", help="Directory of the new stimulus set."),
+    n: int = typer.Option(256, "--n", help="Number of clips (pairs per factor with --pairs)."),
+    sr: int = typer.Option(16000, "--sr", help="Sample rate in Hz."),
+    seconds: float = typer.Option(1.0, "--seconds", help="Duration of every clip in seconds."),
+    seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same set."),
+    factors: str = typer.Option(None, "--factors", help="Comma-separated factors to vary (default: all "
+                                "but inharmonicity)."),
+    method: str = typer.Option("uniform", "--method", help="Sampling: uniform, grid or lhs."),
+    pairs: bool = typer.Option(False, "--pairs", help="Make counterfactual pairs: n per varied factor."),
+    export: Path = typer.Option(None, "--export", help="Also write WAV files and factors.csv here."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different set at OUT."),
+) -> None:
+    """Synthesize a stimulus set whose factors are known exactly."""
+    from ontoscope.stimuli.dataset import StimulusSet, space_to_dict
+    from ontoscope.stimuli.factors import FactorSpace
+    from ontoscope.stimuli.pairs import counterfactual_pairs
+
+    space = FactorSpace.create(_names(factors))
+    space.check_sample_rate(sr)
+    space.check_duration(seconds)
+    if pairs:
+        table = counterfactual_pairs(space, n, seed=seed)
+        meta = {"space": space_to_dict(space), "seed": seed, "pairs": True, "source": "synth"}
+        ds = StimulusSet.render(out_dir, table, sr, seconds, overwrite=overwrite, meta=meta)
+    else:
+        if method not in ("uniform", "grid", "lhs"):
+            raise ConfigError(f"unknown --method {method!r}; use uniform, grid or lhs")
+        ds = StimulusSet.synthesize(out_dir, space, n, sr, seconds, seed=seed, method=method,
+                                    overwrite=overwrite)
+    out.print(f"{len(ds)} clips at {sr} Hz, {seconds} s each -> {ds.root}")
+    if export is not None:
+        ds.export(export)
+        out.print(f"WAV files and factors.csv -> {export}")
+
+
+@app.command()
+def measure(
+    path: Path = typer.Argument(..., help="A WAV/FLAC file, a folder of them, or a stimulus set."),
+    table_out: Path = typer.Option(..., "--out", help="Output table, .parquet or .csv."),
+    fmin: float = typer.Option(50.0, "--fmin", help="Lowest f0 searched, Hz."),
+    fmax: float = typer.Option(2000.0, "--fmax", help="Highest f0 searched, Hz."),
+) -> None:
+    """Measure every factor (and the standard spectral descriptors) from audio."""
+    from ontoscope.descriptors.files import measure_path
+
+    if table_out.suffix.lower() not in (".parquet", ".csv"):
+        raise ConfigError(f"--out {table_out}: use a .parquet or .csv file name")
+    table, bad = measure_path(path, fmin=fmin, fmax=fmax)
+    from ontoscope.artifacts import save_table
+
+    save_table(table_out, table)
+    out.print(f"{len(table) - len(bad)} clips measured -> {table_out}")
+    for name, why in bad:
+        err.print(f"skipped {name}: {why}", markup=False, highlight=False)
+
+
+@app.command()
+def demo(
+    out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Where the stimulus set and tables go."),
+    n: int = typer.Option(256, "--n", help="Number of clips."),
+    seed: int = typer.Option(0, "--seed", help="Seed."),
+) -> None:
+    """Synthesize a stimulus set, measure it back, and print how accurately each factor returns."""
+    from ontoscope.artifacts import save_table
+    from ontoscope.descriptors import measure as measure_audio
+    from ontoscope.descriptors.accuracy import round_trip_errors
+    from ontoscope.stimuli.dataset import StimulusSet
+    from ontoscope.stimuli.factors import FactorSpace
+
+    space = FactorSpace.create()
+    ds = StimulusSet.synthesize(out_dir / "stimuli", space, n, 16000, 1.0, seed=seed, overwrite=True)
+    measured = measure_audio(ds.audio(), ds.sr, progress=None)
+    measured.insert(0, "clip", ds.factors["clip"].to_numpy())
+    save_table(out_dir / "measured.parquet", measured)
+    acc = round_trip_errors(ds.factors, measured)
+    save_table(out_dir / "accuracy.csv", acc)
+    _print_table(acc, f"Round trip: {n} synthesized clips at 16 kHz, 1 s, measured back")
+    out.print(f"stimuli: {ds.root}\ntables: {out_dir / 'measured.parquet'}, {out_dir / 'accuracy.csv'}")
+
+
+def _print_table(df, title: str) -> None:
+    from rich.table import Table
+
+    t = Table(title=title)
+    for c in df.columns:
+        t.add_column(str(c), justify="right" if df[c].dtype.kind in "fi" else "left")
+    for _, row in df.iterrows():
+        t.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row])
+    out.print(t)
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except OntoscopeError as e:
+        err.print(f"error: {e}", markup=False, highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted; run the same command again to resume", markup=False)
+        sys.exit(130)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except Exception as e:  # click usage errors
+        import click
+
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()
