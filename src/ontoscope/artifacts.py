@@ -24,7 +24,7 @@ def ensure_dir(path: str | os.PathLike) -> Path:
     p = Path(path)
     try:
         p.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
+    except (FileExistsError, NotADirectoryError):
         raise OutputError(f"cannot create directory {p}: a file is in the way") from None
     except OSError as e:
         raise OutputError(f"cannot create directory {p}: {e.strerror}") from None
