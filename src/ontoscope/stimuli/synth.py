@@ -268,13 +268,15 @@ def _harmonic(amp: torch.Tensor, theta: torch.Tensor, cycles: torch.Tensor, d: t
 
 def _inharmonic(amp: torch.Tensor, theta: torch.Tensor, cycles: torch.Tensor, stretch: torch.Tensor,
                 d: torch.Tensor, bp: torch.Tensor, beating: bool) -> torch.Tensor:
-    """Harmonic part of inharmonic clips, summed partial by partial."""
-    k = torch.arange(1, amp.shape[1] + 1, device=amp.device, dtype=torch.float64)
-    ph = _frac(k[None, :, None] * stretch[:, :, None] * cycles[:, None, :])  # [B, K, N] cycles
-    ph = (2 * math.pi * ph + theta[:, :, None]).float()
-    h = (amp[:, :, None].float() * torch.sin(ph)).sum(1)
-    if beating:
-        h = h + d * (amp[:, :, None].float() * torch.sin(ph + bp[:, None, :])).sum(1)
+    """Harmonic part of inharmonic clips, summed partial by partial (a loop keeps each pass in cache)."""
+    ks = torch.arange(1, amp.shape[1] + 1, device=amp.device, dtype=torch.float64)[None] * stretch  # [B, K]
+    h = cycles.new_zeros(cycles.shape, dtype=torch.float32)
+    for k in range(amp.shape[1]):
+        ph = (2 * math.pi * _frac(cycles * ks[:, k:k + 1]) + theta[:, k:k + 1]).float()
+        a = amp[:, k:k + 1].float()
+        h = h + a * torch.sin(ph)
+        if beating:
+            h = h + a * d * torch.sin(ph + bp)
     return h
 
 

@@ -1,0 +1,62 @@
+"""Run every ``benchmarks/bench_*.py`` and write their tables to ``docs/benchmarks.md``.
+
+Each module defines ``TITLE`` and ``run() -> list[dict]``; every row compares
+ours against a reference implementation measured in the same run.
+Usage: ``python benchmarks/run.py [NAME ...]`` (names without ``bench_``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import sys
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def _fmt(v: object) -> str:
+    if isinstance(v, float):
+        if v != v:
+            return "–"
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return str(v)
+
+
+def main(argv: list[str]) -> None:
+    import torch
+
+    names = sorted(p.stem for p in (ROOT / "benchmarks").glob("bench_*.py"))
+    if argv:
+        names = [n for n in names if n.removeprefix("bench_") in argv]
+    out = ["# Benchmarks", "",
+           "Written by `make bench` (`benchmarks/run.py`). Every row times ours and a reference "
+           "implementation on the same input in the same run (best of several runs after a warm-up), "
+           "so the ratios hold on other machines even where the seconds do not.", "",
+           f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+           f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}; "
+           f"{date.today().isoformat()}.", ""]
+    for name in names:
+        mod = importlib.import_module(f"benchmarks.{name}")
+        print(f"running {name} ...", flush=True)
+        rows = mod.run()
+        cols = list(dict.fromkeys(k for r in rows for k in r))
+        out += [f"## {mod.TITLE}", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        out += ["| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+        notes = getattr(mod, "NOTES", "")
+        out += ["", notes, ""] if notes else [""]
+        for r in rows:
+            print("  " + ", ".join(f"{k}={_fmt(v)}" for k, v in r.items()))
+    target = ROOT / "docs" / "benchmarks.md"
+    if argv and target.exists():
+        print("(partial run: docs/benchmarks.md left as it is)")
+        return
+    target.write_text("\n".join(out).rstrip() + "\n")
+    print(f"wrote {target}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
