@@ -280,7 +280,8 @@ class FactorSpace:
         top = self.max_frequency()
         if top >= sr / 2:
             raise SampleRateError(
-                f"sample rate {sr} Hz cannot carry this factor space: its fundamental reaches "
+                f"sample rate {sr} Hz cannot carry this factor space: its fundamental "
+                f"(with vibrato and beating) reaches "
                 f"{top:.0f} Hz, above Nyquist ({sr / 2:.0f} Hz); raise the sample rate above "
                 f"{2 * top:.0f} Hz or lower the f0 range"
             )
