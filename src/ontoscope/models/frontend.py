@@ -57,7 +57,8 @@ class Spectrogram(nn.Module):
 
     def magnitude(self, audio: torch.Tensor) -> torch.Tensor:
         """``|STFT|`` ``[B, n_fft // 2 + 1, frames]``."""
-        spec = torch.stft(audio, self.n_fft, self.hop, window=self.window, center=True, return_complex=True)
+        spec = torch.stft(audio, self.n_fft, self.hop, window=self.window, center=True, pad_mode="constant",
+                            return_complex=True)
         return spec.abs()
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
@@ -85,7 +86,8 @@ class Spectrogram(nn.Module):
         audio = None
         for _ in range(n_iter):
             audio = torch.istft(spec, self.n_fft, self.hop, window=self.window, center=True, length=length)
-            rebuilt = torch.stft(audio, self.n_fft, self.hop, window=self.window, center=True, return_complex=True)
+            rebuilt = torch.stft(audio, self.n_fft, self.hop, window=self.window, center=True, pad_mode="constant",
+                            return_complex=True)
             accel = rebuilt + 0.99 * (rebuilt - prev)
             prev = rebuilt
             spec = magnitude * torch.exp(1j * torch.angle(accel))
