@@ -93,6 +93,52 @@ def measure(
 
 
 @app.command()
+def train(
+    spec_path: Path = typer.Argument(..., metavar="SPEC.yaml", help="Architecture spec (family and knobs)."),
+    data: Path = typer.Option(..., "--data", help="Stimulus set to train on."),
+    out_dir: Path = typer.Option(..., "--out", help="Checkpoint directory (resumes an unfinished run)."),
+    steps: int = typer.Option(None, "--steps", help="Training steps (default from --config, else 500)."),
+    config: Path = typer.Option(None, "--config", help="Training config YAML (steps, batch_size, lr, ...)."),
+    seed: int = typer.Option(None, "--seed", help="Seed of initialisation and batches."),
+) -> None:
+    """Train a model of the family on a stimulus set; checkpoints are safetensors plus a JSON card."""
+    import yaml
+
+    from ontoscope.models.spec import load_spec
+    from ontoscope.models.train import parse_config
+    from ontoscope.models.train import train as train_model
+    from ontoscope.stimuli.dataset import StimulusSet
+
+    spec = load_spec(spec_path)
+    cfg: dict = {}
+    if config is not None:
+        try:
+            cfg = yaml.safe_load(config.read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"{config}: cannot read the training config ({e})") from None
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"{config}: a training config must be a mapping of keys to values")
+    if steps is not None:
+        cfg["steps"] = steps
+    if seed is not None:
+        cfg["seed"] = seed
+    ds = StimulusSet.load(data)
+    _, card = train_model(spec, ds, out_dir, parse_config(cfg))
+    out.print(f"trained {spec.family} for {card['step']} steps; held-out loss {card['eval_loss']:.4f} -> {out_dir}")
+
+
+@app.command("models")
+def list_models_cmd() -> None:
+    """List the model families and the references of real models."""
+    from ontoscope.models.registry import list_models
+    from ontoscope.models.spec import FAMILIES
+
+    rows = [(f"family {name}", (cls.__doc__ or "").strip().splitlines()[0]) for name, cls in FAMILIES.items()]
+    for ref, text in rows + [r for r in list_models() if not r[0].startswith("family")]:
+        out.print(f"{ref:24s} {text}", markup=False, highlight=False)
+
+
+@app.command()
 def demo(
     out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Where the stimulus set and tables go."),
     n: int = typer.Option(256, "--n", help="Number of clips."),
