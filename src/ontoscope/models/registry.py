@@ -1,0 +1,150 @@
+"""One string names a model: ``load_model("crepe:tiny")``, ``load_model("hf:mimi")``, ``load_model("runs/ae1")``.
+
+References
+----------
+* ``crepe:tiny``, ``crepe:full`` - CREPE with its published weights (Kim et al. 2018).
+* ``pesto`` - PESTO with its published ``mir-1k_g7`` weights (Riou et al. 2023).
+* ``hf:NAME`` - a published ``transformers`` architecture with seeded random
+  weights (see :mod:`ontoscope.models.adapters.hf`); ``hf:PATH`` - a local
+  ``save_pretrained`` directory.
+* ``DIR`` - a checkpoint of the ontoscope model family (a directory with ``card.json``).
+* ``SPEC.yaml`` - an architecture spec of the family, built with seeded random weights.
+
+Each form is handled by a *resolver*, tried in order: a function
+``(ref, seed, **options) -> AudioModel | None`` that returns None for
+references it does not own. :func:`register` adds one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ontoscope.errors import ConfigError
+from ontoscope.models.protocol import AudioModel
+
+__all__ = ["list_models", "load_model", "register"]
+
+Resolver = Callable[..., "AudioModel | None"]
+
+
+def _crepe(ref: str, seed: int, **options: Any) -> AudioModel | None:
+    if not ref.startswith("crepe:"):
+        return None
+    capacity = ref.split(":", 1)[1]
+    if capacity not in ("tiny", "full"):
+        raise ConfigError(f"unknown CREPE model {ref!r}; use crepe:tiny or crepe:full")
+    from ontoscope.models.adapters.crepe import load_crepe
+
+    return load_crepe(capacity, **options)
+
+
+def _pesto(ref: str, seed: int, **options: Any) -> AudioModel | None:
+    if ref != "pesto":
+        return None
+    from ontoscope.models.adapters.pesto import load_pesto
+
+    return load_pesto(**options)
+
+
+def _hf(ref: str, seed: int, **options: Any) -> AudioModel | None:
+    if not ref.startswith("hf:"):
+        return None
+    from ontoscope.models.adapters.hf import load_hf
+
+    return load_hf(ref[3:], seed=seed, **options)
+
+
+def _family_checkpoint(ref: str, seed: int, **options: Any) -> AudioModel | None:
+    path = Path(ref).expanduser()
+    if not (path.is_dir() and (path / "card.json").is_file()):
+        return None
+    try:
+        from ontoscope.models.checkpoint import load_checkpoint
+    except ImportError as e:  # pragma: no cover - the family is part of the package
+        raise ConfigError(f"{ref} is a model checkpoint, but checkpoints cannot be loaded here: {e}") from None
+    loaded = load_checkpoint(path, **options)
+    return loaded[0] if isinstance(loaded, tuple) else loaded
+
+
+def _family_spec(ref: str, seed: int, **options: Any) -> AudioModel | None:
+    path = Path(ref).expanduser()
+    if path.suffix.lower() not in (".yaml", ".yml", ".json") or not path.is_file():
+        return None
+    try:
+        from ontoscope.models.spec import load_spec
+    except ImportError as e:  # pragma: no cover
+        raise ConfigError(f"{ref} looks like an architecture spec, but specs cannot be loaded here: {e}") from None
+    build = _family_builder()
+    return build(load_spec(path), seed=seed, **options)
+
+
+def _family_builder() -> Callable[..., AudioModel]:
+    import importlib
+
+    for module in ("ontoscope.models.spec", "ontoscope.models.family"):
+        try:
+            fn = getattr(importlib.import_module(module), "build", None)
+        except ImportError:
+            fn = None
+        if callable(fn):
+            return fn
+    raise ConfigError("no builder for architecture specs is available (ontoscope.models.family.build)")
+
+
+_RESOLVERS: list[tuple[str, Resolver]] = [
+    ("crepe", _crepe),
+    ("pesto", _pesto),
+    ("hf", _hf),
+    ("checkpoint", _family_checkpoint),
+    ("spec", _family_spec),
+]
+
+
+def register(name: str, resolver: Resolver, first: bool = False) -> None:
+    """Add (or replace) a resolver ``(ref, seed, **options) -> AudioModel | None`` under ``name``."""
+    global _RESOLVERS
+    rest = [(n, r) for n, r in _RESOLVERS if n != name]
+    _RESOLVERS = [(name, resolver), *rest] if first else [*rest, (name, resolver)]
+
+
+def list_models() -> list[tuple[str, str]]:
+    """Every reference :func:`load_model` knows, with a one-line description."""
+    from ontoscope.models.adapters.hf import HF_REFERENCES
+
+    out = [
+        ("crepe:tiny", "CREPE tiny pitch estimator, published weights (Kim et al. 2018); 16 kHz, 10 ms frames"),
+        ("crepe:full", "CREPE full pitch estimator, published weights (Kim et al. 2018); 16 kHz, 10 ms frames"),
+        ("pesto", "PESTO pitch estimator, published mir-1k_g7 weights (Riou et al. 2023); 16 kHz, 10 ms frames"),
+    ]
+    out += [(f"hf:{name}", f"{ref.description}; random weights") for name, ref in HF_REFERENCES.items()]
+    out += [
+        ("hf:PATH", "a transformers model directory (config.json + weights), loaded offline"),
+        ("DIR", "a checkpoint of the ontoscope model family (directory with card.json)"),
+        ("SPEC.yaml", "an architecture spec of the ontoscope model family, seeded random weights"),
+    ]
+    return out
+
+
+def load_model(ref: str, seed: int = 0, **options: Any) -> AudioModel:
+    """The model named by ``ref`` (see the module docstring), ready for analysis (eval mode).
+
+    ``seed`` sets random weights where there are any (``hf:NAME``, specs);
+    ``options`` go to the adapter (e.g. ``hop`` for CREPE/PESTO, ``bandwidth``
+    for EnCodec).
+
+    Raises
+    ------
+    ConfigError
+        An unknown reference; the message lists the known ones.
+    """
+    if not isinstance(ref, str) or not ref.strip():
+        raise ConfigError(f"a model reference must be a non-empty string, got {ref!r}")
+    ref = ref.strip()
+    for _, resolver in _RESOLVERS:
+        model = resolver(ref, seed, **options)
+        if model is not None:
+            return model
+    known = ", ".join(name for name, _ in list_models())
+    raise ConfigError(f"unknown model reference {ref!r}; known references: {known}")
