@@ -67,7 +67,8 @@ def test_bad_input_gives_one_line_and_nonzero_exit(tmp_path, args, message):
 def test_train_command_trains_and_resumes(tmp_path):
     r = run("stimuli", tmp_path / "set", "--n", 12, "--sr", 8000, "--seconds", 0.3, "--factors", "f0,loudness")
     assert r.returncode == 0, r.stderr
-    (tmp_path / "spec.yaml").write_text("family: conv_ae\nsample_rate: 8000\nstrides: [2, 2]\nwidth: 4\nbottleneck: 4\n")
+    (tmp_path / "spec.yaml").write_text(
+        "family: conv_ae\nsample_rate: 8000\nstrides: [2, 2]\nwidth: 4\nbottleneck: 4\n")
     r = run("train", tmp_path / "spec.yaml", "--data", tmp_path / "set", "--out", tmp_path / "ck", "--steps", 3)
     assert r.returncode == 0, r.stderr
     assert "trained conv_ae for 3 steps" in r.stdout

@@ -158,3 +158,19 @@ def test_checkpoint_errors(tiny_set, tmp_path):
         load_checkpoint(tmp_path / "ck")
     with pytest.raises(ConfigError, match="Hz"):
         train(parse_spec(dict(SPECS[0], sample_rate=8000)), tiny_set, tmp_path / "x", dict(steps=1), progress=False)
+
+
+def test_registry_loads_family_checkpoints_and_specs(tiny_set, tmp_path):
+    from ontoscope.models import load_model
+
+    (tmp_path / "s.yaml").write_text("family: tcn\nwidth: 4\ndepth: 2\n")
+    a, b = load_model(str(tmp_path / "s.yaml"), seed=3), load_model(str(tmp_path / "s.yaml"), seed=3)
+    assert [s.name for s in a.sites()][0] == "encoder.layer0"
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    spec = parse_spec(dict(family="conv_ae", strides=[2, 2], width=4, bottleneck=4))
+    trained, _ = train(spec, tiny_set, tmp_path / "ck", dict(steps=2, batch_size=4, warmup=1), progress=False)
+    loaded = load_model(str(tmp_path / "ck"))
+    assert all(torch.equal(x, y) for x, y in zip(trained.state_dict().values(), loaded.state_dict().values(),
+                                                 strict=True))
+    with pytest.raises(ConfigError, match="unknown model reference"):
+        load_model("crepe-large")

@@ -60,37 +60,19 @@ def _family_checkpoint(ref: str, seed: int, **options: Any) -> AudioModel | None
     path = Path(ref).expanduser()
     if not (path.is_dir() and (path / "card.json").is_file()):
         return None
-    try:
-        from ontoscope.models.checkpoint import load_checkpoint
-    except ImportError as e:  # pragma: no cover - the family is part of the package
-        raise ConfigError(f"{ref} is a model checkpoint, but checkpoints cannot be loaded here: {e}") from None
-    loaded = load_checkpoint(path, **options)
-    return loaded[0] if isinstance(loaded, tuple) else loaded
+    from ontoscope.models.checkpoint import load_checkpoint
+
+    return load_checkpoint(path, **options)[0]
 
 
 def _family_spec(ref: str, seed: int, **options: Any) -> AudioModel | None:
     path = Path(ref).expanduser()
-    if path.suffix.lower() not in (".yaml", ".yml", ".json") or not path.is_file():
+    if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
         return None
-    try:
-        from ontoscope.models.spec import load_spec
-    except ImportError as e:  # pragma: no cover
-        raise ConfigError(f"{ref} looks like an architecture spec, but specs cannot be loaded here: {e}") from None
-    build = _family_builder()
-    return build(load_spec(path), seed=seed, **options)
+    from ontoscope.models.family import build
+    from ontoscope.models.spec import load_spec
 
-
-def _family_builder() -> Callable[..., AudioModel]:
-    import importlib
-
-    for module in ("ontoscope.models.spec", "ontoscope.models.family"):
-        try:
-            fn = getattr(importlib.import_module(module), "build", None)
-        except ImportError:
-            fn = None
-        if callable(fn):
-            return fn
-    raise ConfigError("no builder for architecture specs is available (ontoscope.models.family.build)")
+    return build(load_spec(path), seed=seed, **options).eval()
 
 
 _RESOLVERS: list[tuple[str, Resolver]] = [
