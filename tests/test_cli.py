@@ -78,3 +78,48 @@ def test_train_command_trains_and_resumes(tmp_path):
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "strides" in r.stderr
     r = run("train", tmp_path / "spec.yaml", "--data", tmp_path / "nowhere", "--out", tmp_path / "ck3")
     assert r.returncode == 2 and "no such stimulus set" in r.stderr
+
+
+def test_measure_a_folder_measures_the_good_files_and_lists_the_bad(tmp_path):
+    t = np.arange(8000) / 8000
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    sf.write(folder / "a.wav", 0.1 * np.sin(2 * np.pi * 220 * t), 8000)
+    sf.write(folder / "b.flac", 0.1 * np.sin(2 * np.pi * 330 * t), 8000)
+    (folder / "broken.wav").write_bytes(b"RIFF\x00\x00not really a wav file")
+    r = run("measure", folder, "--out", tmp_path / "m.csv")
+    assert r.returncode == 0, r.stderr
+    assert "2 clips measured" in r.stdout and "skipped broken.wav" in r.stderr
+    table = pd.read_csv(tmp_path / "m.csv").set_index("file")
+    assert table.loc["a.wav", "f0"] == pytest.approx(220, rel=1e-3)
+    assert table.loc["b.flac", "f0"] == pytest.approx(330, rel=1e-3)
+    assert np.isnan(table.loc["broken.wav", "f0"]) and isinstance(table.loc["broken.wav", "error"], str)
+
+
+def test_measure_a_stimulus_set_joins_on_clip(tmp_path):
+    r = run("stimuli", tmp_path / "set", "--n", 4, "--sr", 8000, "--seconds", 0.5, "--factors", "f0,loudness")
+    assert r.returncode == 0, r.stderr
+    r = run("measure", tmp_path / "set", "--out", tmp_path / "m.parquet")
+    assert r.returncode == 0, r.stderr
+    truth = pd.read_parquet(tmp_path / "set" / "factors.parquet")
+    joined = truth.merge(pd.read_parquet(tmp_path / "m.parquet"), on="clip", suffixes=("", "_measured"))
+    assert len(joined) == 4
+    np.testing.assert_allclose(joined["f0_measured"], joined["f0"], rtol=3e-3)
+
+
+@pytest.mark.parametrize(
+    ("make", "out", "message"),
+    [
+        (lambda p: None, "m.csv", "no such file or directory"),
+        (lambda p: p.mkdir(), "m.csv", "no audio files"),
+        (lambda p: (p.mkdir(), (p / "x.wav").write_bytes(b"junk")), "m.csv", "none of the 1 audio files"),
+        (lambda p: p.mkdir(), "m.xlsx", "use a .parquet or .csv"),
+    ],
+)
+def test_measure_bad_input_is_one_line(tmp_path, make, out, message):
+    make(tmp_path / "in")
+    r = run("measure", tmp_path / "in", "--out", tmp_path / out)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and message in lines[0], r.stderr
+    assert not (tmp_path / out).exists()

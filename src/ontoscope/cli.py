@@ -143,6 +143,8 @@ def demo(
     out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Where the stimulus set and tables go."),
     n: int = typer.Option(256, "--n", help="Number of clips."),
     seed: int = typer.Option(0, "--seed", help="Seed."),
+    factors: str = typer.Option(None, "--factors", help="Comma-separated factors to vary (default: all "
+                                "but inharmonicity)."),
 ) -> None:
     """Synthesize a stimulus set, measure it back, and print how accurately each factor returns."""
     from ontoscope.artifacts import save_table
@@ -151,14 +153,14 @@ def demo(
     from ontoscope.stimuli.dataset import StimulusSet
     from ontoscope.stimuli.factors import FactorSpace
 
-    space = FactorSpace.create()
+    space = FactorSpace.create(_names(factors))
     ds = StimulusSet.synthesize(out_dir / "stimuli", space, n, 16000, 1.0, seed=seed, overwrite=True)
     measured = measure_audio(ds.audio(), ds.sr, progress=None)
     measured.insert(0, "clip", ds.factors["clip"].to_numpy())
     save_table(out_dir / "measured.parquet", measured)
     acc = round_trip_errors(ds.factors, measured)
     save_table(out_dir / "accuracy.csv", acc)
-    _print_table(acc, f"Round trip: {n} synthesized clips at 16 kHz, 1 s, measured back")
+    _print_table(acc[acc["n"] > 0], f"Round trip: {n} synthesized clips at 16 kHz, 1 s, measured back")
     out.print(f"stimuli: {ds.root}\ntables: {out_dir / 'measured.parquet'}, {out_dir / 'accuracy.csv'}")
 
 
@@ -170,7 +172,7 @@ def _print_table(df, title: str) -> None:
         t.add_column(str(c), justify="right" if df[c].dtype.kind in "fi" else "left")
     for _, row in df.iterrows():
         t.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row])
-    out.print(t)
+    (out if out.is_terminal else Console(soft_wrap=True, width=160)).print(t)
 
 
 def main() -> None:

@@ -1,0 +1,144 @@
+"""Descriptors: estimate every factor of the canon back from audio, plus the standard spectral set.
+
+:func:`measure` is the entry point; the estimators live in
+
+- :mod:`~ontoscope.descriptors.pitch`: f0 track (YIN with sub-sample refinement);
+- :mod:`~ontoscope.descriptors.harmonic`: spectral tilt, odd/even balance, inharmonicity, HNR;
+- :mod:`~ontoscope.descriptors.envelope`: loudness, attack, tremolo, beating (roughness);
+- :mod:`~ontoscope.descriptors.modulation`: sinusoid fits, vibrato from the f0 track;
+- :mod:`~ontoscope.descriptors.spectral`: centroid, spread, flatness, rolloff, RMS (as librosa).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ontoscope.descriptors.validate import as_audio_batch
+from ontoscope.errors import ConfigError, SampleRateError
+from ontoscope.progress import track
+
+#: Columns of :func:`measure` that estimate canon factors, in canonical order.
+FACTOR_COLUMNS = ("f0", "loudness", "brightness", "odd_even", "inharmonicity", "noise", "attack",
+                  "vibrato_rate", "vibrato_depth", "tremolo_rate", "tremolo_depth", "beat_rate", "beat_depth")
+#: The standard spectral descriptors :func:`measure` adds (frame means; Hz, except flatness and RMS).
+SPECTRAL_COLUMNS = ("centroid", "spread", "flatness", "rolloff", "rms")
+
+
+def measure(
+    audio: np.ndarray | torch.Tensor,
+    sr: int,
+    *,
+    fmin: float = 50.0,
+    fmax: float = 2000.0,
+    hop_seconds: float = 0.005,
+    n_fft: int = 2048,
+    hop: int = 512,
+    chunk: int = 64,
+    f0_method: str = "yin",
+    progress: bool | None = False,
+) -> pd.DataFrame:
+    """Measure every canon factor and the standard spectral descriptors of each clip.
+
+    Parameters
+    ----------
+    audio : array or tensor, ``[samples]`` or ``[batch, samples]``
+        Mono audio, float, full scale 1.
+    sr : int
+        Sample rate in Hz.
+    fmin, fmax : float
+        f0 search range in Hz; ``fmax`` must lie below Nyquist.
+    hop_seconds : float
+        Hop of the f0 track.
+    n_fft, hop : int
+        STFT size and hop of the spectral descriptors (as librosa's defaults).
+    chunk : int
+        Clips analysed at once (bounds memory).
+    f0_method : {"yin", "pesto"}
+        ``yin``: the classical estimator of :func:`~ontoscope.descriptors.pitch.f0_track`
+        (default); ``pesto``: the pretrained neural estimator
+        :func:`~ontoscope.descriptors.pitch.pesto_f0_track` (needs ``pesto-pitch``,
+        whose weights ship in the package; 10 ms frames). The f0 track feeds the
+        vibrato, harmonic and envelope estimates too.
+    progress : bool, optional
+        Show a progress bar over chunks (None: when stderr is a terminal).
+
+    Returns
+    -------
+    DataFrame
+        One row per clip. Factor columns use the canon's names and units
+        (``docs/synthesis.md``): ``f0`` (Hz; the vibrato centre where there is
+        vibrato), ``loudness`` (dBFS), ``brightness`` (dB/octave),
+        ``odd_even`` (dB), ``inharmonicity`` (B), ``noise`` (HNR, dB),
+        ``attack`` (s), ``vibrato_rate`` (Hz), ``vibrato_depth`` (cents),
+        ``tremolo_rate`` (Hz), ``tremolo_depth``, ``beat_rate`` (Hz),
+        ``beat_depth``; then ``centroid``, ``spread``, ``rolloff`` (Hz),
+        ``flatness``, ``rms``; ``voiced`` (fraction of voiced f0 frames); and
+        ``reason``: for every NaN value, ``"column: why"`` (joined by ``"; "``),
+        empty where all is defined. Undefined values (silence, unpitched noise, no
+        modulation) are NaN, never made up.
+    """
+    from ontoscope.descriptors.envelope import envelope_descriptors
+    from ontoscope.descriptors.harmonic import harmonic_summary
+    from ontoscope.descriptors.modulation import TOO_FEW_FRAMES, vibrato
+    from ontoscope.descriptors.pitch import clip_f0, f0_track, pesto_f0_track
+    from ontoscope.descriptors.spectral import spectral_summary
+
+    x = as_audio_batch(audio, sr, min_samples=max(n_fft // 4, int(0.05 * sr)))
+    if fmax >= sr / 2:
+        raise SampleRateError(f"fmax={fmax} Hz is not below Nyquist ({sr / 2:g} Hz at {sr} Hz); lower fmax")
+    if f0_method not in ("yin", "pesto"):
+        raise ConfigError(f"unknown f0 method {f0_method!r}; use yin or pesto")
+    parts = []
+    starts = range(0, x.shape[0], chunk)
+    for s in track(starts, len(starts), f"measuring {x.shape[0]} clips", progress):
+        a = x[s:s + chunk]
+        if f0_method == "pesto":
+            f0, _, times = pesto_f0_track(a, sr)
+            f0 = torch.where((f0 >= fmin) & (f0 <= fmax), f0, torch.full_like(f0, float("nan")))
+        else:
+            f0, _, times = f0_track(a, sr, fmin=fmin, fmax=fmax, hop_seconds=hop_seconds)
+        vib = vibrato(f0, times)
+        harm = harmonic_summary(a, sr, f0_track=f0, hop_seconds=hop_seconds)
+        env = envelope_descriptors(a, sr, f0_track=f0, hnr=harm["hnr"].value)
+        spec = spectral_summary(a, sr, n_fft=n_fft, hop=hop)
+        median_f0 = clip_f0(f0)
+        # with vibrato, the clip's f0 is the centre of the fitted modulation, not the track's median
+        f0_clip = torch.where(torch.isfinite(vib.rate) & torch.isfinite(vib.centre), vib.centre.to(median_f0),
+                              median_f0)
+        values = {
+            "f0": f0_clip, "loudness": env["loudness"], "brightness": harm["brightness"].value,
+            "odd_even": harm["odd_even"].value, "inharmonicity": harm["inharmonicity"].value,
+            "noise": harm["hnr"].value, "attack": env["attack"],
+            "vibrato_rate": vib.rate, "vibrato_depth": vib.depth,
+            "tremolo_rate": env["tremolo_rate"], "tremolo_depth": env["tremolo_depth"],
+            "beat_rate": env["beat_rate"], "beat_depth": env["beat_depth"],
+        }
+        values.update({k: spec[k] for k in SPECTRAL_COLUMNS})
+        reasons = {
+            "f0": ["unvoiced" if not np.isfinite(v) else None for v in median_f0.tolist()],
+            "brightness": harm["brightness"].reason, "odd_even": harm["odd_even"].reason,
+            "inharmonicity": harm["inharmonicity"].reason, "noise": harm["hnr"].reason,
+            **{k: env["reasons"][k] for k in ("loudness", "attack", "tremolo_rate", "tremolo_depth", "beat_rate",
+                                             "beat_depth")},
+            "vibrato_rate": list(vib.reason),
+            "vibrato_depth": [r if r == TOO_FEW_FRAMES else None for r in vib.reason],
+        }
+        table = pd.DataFrame({k: v.detach().cpu().double().numpy() for k, v in values.items()})
+        table["voiced"] = torch.isfinite(f0).float().mean(-1).cpu().numpy()
+        table["reason"] = [_reason_line(table.iloc[i], reasons, i) for i in range(len(table))]
+        parts.append(table)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _reason_line(row: pd.Series, reasons: dict, i: int) -> str:
+    out = []
+    for col in (*FACTOR_COLUMNS, *SPECTRAL_COLUMNS):
+        if not np.isfinite(row[col]):
+            why = reasons.get(col, [None] * (i + 1))[i] if col in reasons else None
+            out.append(f"{col}: {why or 'undefined'}")
+    return "; ".join(out)
+
+
+__all__ = ["FACTOR_COLUMNS", "SPECTRAL_COLUMNS", "measure"]

@@ -639,7 +639,7 @@ def envelope_analysis(
         envelope's cutoff; default :func:`lowest_f0` of the audio.
     hnr : Tensor, array or float, optional
         Harmonic-to-noise ratio in dB per clip, to correct the beat depth for the
-        unmodulated noise; default estimated by :func:`noise_ratio`.
+        unmodulated noise; default (and where NaN) estimated by :func:`noise_ratio`.
     tremolo_range, beat_range : (float, float)
         Rates searched, Hz. Beats are searched only where the envelope filter's gain is
         at least 1/2 (below the mid-point of its taper).
@@ -674,8 +674,8 @@ def envelope_analysis(
     if hnr is not None:
         h = torch.as_tensor(np.asarray(hnr) if not isinstance(hnr, torch.Tensor) else hnr)
         h = h.to(device=x.device, dtype=torch.float64).reshape(-1)
-        if h.numel() not in (1, b) or not bool(torch.isfinite(h).all()):
-            raise ConfigError(f"hnr must be one finite value or one per clip ({b}), got shape {tuple(h.shape)}")
+        if h.numel() not in (1, b) or bool(torch.isinf(h).any()):
+            raise ConfigError(f"hnr must be one value or one per clip ({b}), not infinite; got shape {tuple(h.shape)}")
         hnr = h.expand(b)
     parts = []
     for i in range(0, b, chunk):
@@ -756,7 +756,9 @@ def _analyse(x: torch.Tensor, sr: int, f_low: torch.Tensor, hnr: torch.Tensor | 
     # depths
     m = _tremolo_index(mods.trem_coef)
     rho = torch.hypot(mods.beat_coef[:, 1], mods.beat_coef[:, 2])
-    eta = noise_ratio(xs, sr) if hnr is None else 10.0 ** (-hnr / 10)
+    eta = noise_ratio(xs, sr)
+    if hnr is not None:  # a given HNR where it is defined (NaN: estimate it here)
+        eta = torch.where(torch.isnan(hnr), eta, 10.0 ** (-hnr / 10))
     d = _beat_index(rho * (1 + torch.nan_to_num(eta, nan=0.0, posinf=0.0)))
 
     nan = torch.full((b,), math.nan, dtype=torch.float64, device=dev)
