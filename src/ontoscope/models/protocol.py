@@ -173,3 +173,25 @@ class StagedModel(nn.Module):
     def decode(self, acts: torch.Tensor, site: str) -> torch.Tensor | None:
         """Audio from activations at ``site`` for audio-producing models, else None."""
         return self.resume(acts, site) if self.output == "audio" else None
+
+
+def encode_sites(model: AudioModel, audio: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:
+    """Activations at every site in ``names`` for ``audio`` ``[B, samples]``, keyed by site name.
+
+    A :class:`StagedModel` runs its chain once, up to the last requested site;
+    any other model is encoded site by site. Unknown names raise :class:`SiteError`.
+    """
+    if not names:
+        return {}
+    if isinstance(model, StagedModel):
+        sites = model.sites()
+        want = {site_index(sites, n): n for n in names}
+        last = max(want)
+        x = model.preprocess(audio)
+        out: dict[str, torch.Tensor] = {}
+        for i, stage in enumerate(model.stages[: last + 1]):
+            x = stage(x)
+            if i in want:
+                out[want[i]] = x
+        return out
+    return {n: model.encode(audio, upto=n) for n in names}

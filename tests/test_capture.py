@@ -1,0 +1,110 @@
+"""Activation capture and its views: shapes, known signals, streaming, interruption and resume."""
+
+import numpy as np
+import pytest
+import torch
+
+from ontoscope.errors import ConfigError
+from ontoscope.models.family import build
+from ontoscope.models.protocol import SiteError, encode_sites
+from ontoscope.models.spec import parse_spec
+from ontoscope.probing import capture as capture_module
+from ontoscope.probing.capture import Capture, CaptureError, capture
+from ontoscope.probing.views import frame_view, modulation_bands, modulation_view, pooled_view
+from ontoscope.stimuli import FactorSpace
+from ontoscope.stimuli.dataset import StimulusSet
+
+SR = 16000
+
+
+def test_frame_and_pooled_views(rng):
+    a = torch.as_tensor(rng.standard_normal((3, 4, 40)), dtype=torch.float32)
+    x, g = frame_view(a, per_clip=5)
+    assert x.shape == (15, 4) and g.tolist() == [0] * 5 + [1] * 5 + [2] * 5
+    assert torch.equal(x[5], a[1, :, 5])  # first frame kept: the middle three quarters start at 40 // 8
+    p = pooled_view(a)
+    np.testing.assert_allclose(p[:, :4], a.mean(-1), rtol=1e-6)
+    np.testing.assert_allclose(p[:, 4:], a.numpy().std(-1), rtol=1e-5)
+    four = torch.zeros(2, 3, 5, 10)
+    assert pooled_view(four).shape == (2, 30) and frame_view(four, 4)[0].shape == (8, 15)
+
+
+def test_modulation_view_finds_the_rate_of_a_trajectory():
+    frame_rate, t = 50.0, 100  # 2 s at 50 frames per second
+    time = np.arange(t) / frame_rate
+    rates = [2.0, 5.0, 11.0]
+    a = torch.as_tensor(np.stack([[np.sin(2 * np.pi * r * time)] for r in rates]), dtype=torch.float32)
+    m = modulation_view(a, frame_rate, n_bands=8)
+    edges = modulation_bands(frame_rate, t, 8)
+    assert m.shape == (3, 8) and edges[-1] == 25.0 and edges[0] == 0.5
+    for i, r in enumerate(rates):
+        assert edges[int(np.argmax(m[i]))] <= r < edges[int(np.argmax(m[i])) + 1]
+    # a constant trajectory has no modulation; a too-short or too-coarse one has no band
+    assert float(modulation_view(torch.ones(1, 2, t), frame_rate).abs().max()) < 1e-6
+    assert modulation_view(torch.ones(1, 2, 3), frame_rate).shape == (1, 0)
+    assert modulation_bands(0.8, 100).size == 0
+
+
+@pytest.fixture(scope="module")
+def stimuli(tmp_path_factory):
+    space = FactorSpace.create(["f0", "loudness", "tremolo_rate", "tremolo_depth"])
+    return StimulusSet.synthesize(tmp_path_factory.mktemp("cap") / "set", space, 10, SR, 0.5, seed=1,
+                                  progress=False)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return build(parse_spec(dict(family="conv_ae", strides=[2, 4], width=4, bottleneck=6)), seed=0).eval()
+
+
+def test_capture_shapes_and_values(model, stimuli, tmp_path):
+    cap = capture(model, stimuli, tmp_path / "c", sites=["bottleneck", "encoder.block0"], chunk=4, progress=False)
+    assert cap.sites == ["bottleneck", "encoder.block0"] and cap.frame_rate("bottleneck") == SR / 8
+    with torch.no_grad():
+        acts = encode_sites(model, stimuli.audio(), ["bottleneck"])["bottleneck"]
+    x, clips = cap.features("bottleneck", "pooled")
+    assert x.shape == (10, 12) and clips.tolist() == list(range(10))
+    np.testing.assert_allclose(x, pooled_view(acts).numpy(), rtol=1e-4, atol=1e-6)
+    f, g = cap.features("bottleneck", "frames")
+    assert f.shape == (80, 6) and np.array_equal(g, np.repeat(np.arange(10), 8))
+    m, _ = cap.features("encoder.block0", "modulation")
+    assert m.shape == (10, 8 * 8)  # 8 channels x 8 bands
+    assert Capture(tmp_path / "c").manifest["sites"]["bottleneck"]["frames"] == acts.shape[-1]
+
+
+def test_interrupted_capture_resumes_to_the_same_result(model, stimuli, tmp_path, monkeypatch):
+    full = capture(model, stimuli, tmp_path / "full", sites=["bottleneck"], chunk=3, progress=False)
+    calls = {"n": 0}
+    real = capture_module.encode_sites
+
+    def dies_on_the_third_chunk(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(capture_module, "encode_sites", dies_on_the_third_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        capture(model, stimuli, tmp_path / "cut", sites=["bottleneck"], chunk=3, progress=False)
+    assert not (tmp_path / "cut" / "manifest.json").exists()
+    with pytest.raises(CaptureError, match="not a finished capture"):
+        Capture(tmp_path / "cut")
+    monkeypatch.setattr(capture_module, "encode_sites", real)
+    resumed = capture(model, stimuli, tmp_path / "cut", sites=["bottleneck"], chunk=3, progress=False)
+    for view in ("frames", "pooled", "modulation"):
+        np.testing.assert_array_equal(full.features("bottleneck", view)[0], resumed.features("bottleneck", view)[0])
+
+
+def test_capture_bad_input(model, stimuli, tmp_path):
+    with pytest.raises(SiteError, match="bottle"):
+        capture(model, stimuli, tmp_path / "a", sites=["bottle"], progress=False)
+    with pytest.raises(ConfigError, match="unknown view"):
+        capture(model, stimuli, tmp_path / "a", views=("spectrum",), progress=False)
+    capture(model, stimuli, tmp_path / "b", sites=["bottleneck"], views=("pooled",), progress=False)
+    with pytest.raises(CaptureError, match="another capture"):
+        capture(model, stimuli, tmp_path / "b", sites=["encoder.block0"], views=("pooled",), progress=False)
+    cap = Capture(tmp_path / "b")
+    with pytest.raises(CaptureError, match="was not captured"):
+        cap.features("encoder.block1", "pooled")
+    with pytest.raises(CaptureError, match="was not captured"):
+        cap.features("bottleneck", "frames")
