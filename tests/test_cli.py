@@ -123,3 +123,26 @@ def test_measure_bad_input_is_one_line(tmp_path, make, out, message):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and message in lines[0], r.stderr
     assert not (tmp_path / out).exists()
+
+
+def test_probe_command_on_a_planted_model(tmp_path):
+    r = run("stimuli", tmp_path / "set", "--n", 40, "--sr", 16000, "--seconds", 0.3, "--seed", 2,
+            "--factors", "f0,loudness,noise", "--overwrite")
+    assert r.returncode == 0, r.stderr
+    r = run("probe", "planted:factors=f0+loudness+noise,omit=noise", "--data", tmp_path / "set", "--out",
+            tmp_path / "p", "--views", "pooled,frames", "--probes", "ridge")
+    assert r.returncode == 0, r.stderr
+    table = pd.read_parquet(tmp_path / "p" / "probes.parquet")
+    assert set(table["view"]) == {"pooled", "frames"} and set(table["probe"]) == {"ridge"}
+    pooled = table[(table["view"] == "pooled") & (table["site"] == "planted.latent")].set_index("factor")
+    assert pooled.loc["f0", "test_r2"] > 0.95 and pooled.loc["noise", "test_r2"] < 0.5
+    metrics = pd.read_parquet(tmp_path / "p" / "metrics.parquet")
+    assert list(metrics["site"]) == ["planted.factors", "planted.latent"] and "mig" in metrics
+    assert (tmp_path / "p" / "figures" / "r2_by_site.png").is_file()
+    for args, message in [(["--views", "spectrum"], "unknown view"), (["--sites", "latent"], "unknown site"),
+                          (["--probes", "svm"], "unknown probe")]:
+        r = run("probe", "planted", "--data", tmp_path / "set", "--out", tmp_path / "q", *args)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 2 and len(lines) == 1 and message in lines[0], r.stderr
+        assert not (tmp_path / "q" / "probes.parquet").exists()
+    assert not (tmp_path / "q" / "capture").exists()  # bad options fail before any work

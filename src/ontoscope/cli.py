@@ -139,6 +139,60 @@ def list_models_cmd() -> None:
 
 
 @app.command()
+def analyze(
+    model_ref: str = typer.Argument(..., metavar="MODEL_REF", help="A checkpoint directory, a family spec YAML, "
+                                    "crepe:tiny|full, pesto or hf:NAME (see `ontoscope models`)."),
+    out_dir: Path = typer.Option(..., "--out", help="Directory for the Parquet tables, figures and latent.json."),
+    fmt: str = typer.Option("table", "--format", help="What to print: table or json."),
+    seeds: int = typer.Option(5, "--seeds", help="Random initialisations for the Jacobians at init (0: none)."),
+    factors: str = typer.Option(None, "--factors", help="Comma-separated factors (default: all but inharmonicity)."),
+    sites: str = typer.Option(None, "--sites", help="Comma-separated sites (default: every site)."),
+    n_stimuli: int = typer.Option(4, "--stimuli", help="Stimuli per Jacobian batch."),
+    seconds: float = typer.Option(0.25, "--seconds", help="Length of the Jacobian stimuli, seconds."),
+    sweep_points: int = typer.Option(192, "--sweep-points", help="Frequencies of the sine sweep."),
+    no_jacobians: bool = typer.Option(False, "--no-jacobians", help="Skip the feature Jacobians."),
+    no_figures: bool = typer.Option(False, "--no-figures", help="Write tables only."),
+    seed: int = typer.Option(0, "--seed", help="Seed of random weights, stimuli and sines."),
+) -> None:
+    """Latent ontology: what a model's operators allow at every site, with the numbers and reasons."""
+    from ontoscope.operators.cli import analyze_command
+
+    site_list = None if sites is None else [s.strip() for s in sites.split(",") if s.strip()]
+    if sites is not None and not site_list:
+        raise ConfigError("--sites is empty; give comma-separated site names, e.g. bottleneck,encoder.block0")
+    analyze_command(model_ref, out_dir, fmt=fmt, seeds=seeds, factors=_names(factors), sites=site_list,
+                    n_stimuli=n_stimuli, seconds=seconds, sweep_points=sweep_points, jacobians=not no_jacobians,
+                    figures=not no_figures, seed=seed, console=out)
+
+
+@app.command()
+def probe(
+    model_ref: str = typer.Argument(..., metavar="MODEL_REF", help="A checkpoint directory, a family spec YAML, "
+                                    "crepe:tiny|full, pesto or hf:NAME (see `ontoscope models`)."),
+    data: Path = typer.Option(..., "--data", help="Stimulus set to capture the sites over."),
+    out_dir: Path = typer.Option(..., "--out", help="Directory for the capture, tables and figures (resumes)."),
+    sites: str = typer.Option(None, "--sites", help="Comma-separated sites (default: every site)."),
+    views: str = typer.Option("frames,pooled,modulation", "--views", help="Comma-separated views."),
+    probes: str = typer.Option("ridge,mlp", "--probes", help="Comma-separated probes: ridge, mlp."),
+    chunk: int = typer.Option(64, "--chunk", help="Clips per forward pass."),
+    seed: int = typer.Option(0, "--seed", help="Seed of random weights, splits and probes."),
+) -> None:
+    """Operational ontology I: probe what every site encodes, with disentanglement metrics."""
+    from ontoscope.probing.cli import probe_command
+
+    def names(text: str | None, option: str) -> list[str] | None:
+        if text is None:
+            return None
+        items = [t.strip() for t in text.split(",") if t.strip()]
+        if not items:
+            raise ConfigError(f"{option} is empty; give comma-separated names")
+        return items
+
+    probe_command(model_ref, data, out_dir, sites=names(sites, "--sites"), views=names(views, "--views"),
+                  probes=names(probes, "--probes"), chunk=chunk, seed=seed, console=out)
+
+
+@app.command()
 def demo(
     out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Where the stimulus set and tables go."),
     n: int = typer.Option(256, "--n", help="Number of clips."),

@@ -9,6 +9,8 @@ References
   ``save_pretrained`` directory.
 * ``DIR`` - a checkpoint of the ontoscope model family (a directory with ``card.json``).
 * ``SPEC.yaml`` - an architecture spec of the family, built with seeded random weights.
+* ``planted:angle=30,nonlinearity=cubic,omit=noise`` - a planted model whose latent is known
+  by construction (:mod:`ontoscope.models.planted`), over the canon's default factor space.
 
 Each form is handled by a *resolver*, tried in order: a function
 ``(ref, seed, **options) -> AudioModel | None`` that returns None for
@@ -75,10 +77,34 @@ def _family_spec(ref: str, seed: int, **options: Any) -> AudioModel | None:
     return build(load_spec(path), seed=seed, **options).eval()
 
 
+def _planted(ref: str, seed: int, **options: Any) -> AudioModel | None:
+    if ref != "planted" and not ref.startswith("planted:"):
+        return None
+    from ontoscope.models.planted import PlantedModel
+    from ontoscope.stimuli.factors import FactorSpace
+
+    args: dict[str, str] = {}
+    for item in filter(None, ref.partition(":")[2].split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or key not in ("angle", "nonlinearity", "omit", "factors", "sr"):
+            raise ConfigError(f"bad planted option {item!r}; use planted:angle=30,nonlinearity=cubic,"
+                              "omit=noise+attack,factors=f0+loudness+noise,sr=16000")
+        args[key] = value
+    try:
+        angle, sr = float(args.get("angle", 0.0)), int(args.get("sr", 16000))
+    except ValueError:
+        raise ConfigError(f"planted angle and sr must be numbers, got {ref!r}") from None
+    names = args["factors"].split("+") if "factors" in args else None
+    omit = args["omit"].split("+") if args.get("omit") else []
+    return PlantedModel(FactorSpace.create(names), angle=angle, nonlinearity=args.get("nonlinearity", "none"),
+                        omit=omit, sample_rate=sr, seed=seed, **options)
+
+
 _RESOLVERS: list[tuple[str, Resolver]] = [
     ("crepe", _crepe),
     ("pesto", _pesto),
     ("hf", _hf),
+    ("planted", _planted),
     ("checkpoint", _family_checkpoint),
     ("spec", _family_spec),
 ]
@@ -102,6 +128,8 @@ def list_models() -> list[tuple[str, str]]:
     ]
     out += [(f"hf:{name}", f"{ref.description}; random weights") for name, ref in HF_REFERENCES.items()]
     out += [
+        ("planted:angle=A,...", "a planted model: measured factors rotated pairwise by A degrees, the synthesizer as "
+                                "decoder (options nonlinearity=cubic, omit=a+b, factors=a+b, sr)"),
         ("hf:PATH", "a transformers model directory (config.json + weights), loaded offline"),
         ("DIR", "a checkpoint of the ontoscope model family (directory with card.json)"),
         ("SPEC.yaml", "an architecture spec of the ontoscope model family, seeded random weights"),

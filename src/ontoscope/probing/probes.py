@@ -285,7 +285,7 @@ def logistic_cv(
     return LogisticRegression(C=Cs[best], max_iter=2000).fit(x, labels), float(Cs[best]), float(scores[best])
 
 
-def mlp_probe(X: np.ndarray, Y: np.ndarray, hidden: int = 64, seed: int = 0, max_iter: int = 1000) -> object:
+def mlp_probe(X: np.ndarray, Y: np.ndarray, hidden: int = 64, seed: int = 0, max_iter: int = 300) -> object:
     """A one-hidden-layer perceptron regressor (tanh units, L2 penalty 1e-4), fitted; scikit-learn's ``MLPRegressor``.
 
     The nonlinear control: where it decodes a factor a linear probe cannot, the

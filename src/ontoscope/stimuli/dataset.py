@@ -287,3 +287,22 @@ def _read_json(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise StimulusSetError(f"{path} cannot be read ({e}); render the set again") from None
+
+
+def space_from_dict(d: dict[str, Any]) -> FactorSpace:
+    """Inverse of :func:`space_to_dict`: the factor space a stimulus set was sampled from."""
+    varied = d.get("varied", {})
+    return FactorSpace.create(list(varied), ranges={n: (lo, hi) for n, (lo, hi, _) in varied.items()},
+                              fixed={n: v for n, v in d.get("fixed", {}).items() if n not in varied})
+
+
+def set_space(ds: StimulusSet) -> FactorSpace:
+    """The factor space of a stimulus set (its recorded one; else every factor column that varies)."""
+    meta = ds.manifest.get("meta", {})
+    if "space" in meta:
+        return space_from_dict(meta["space"])
+    varied = [n for n in FACTOR_NAMES if n in ds.factors and ds.factors[n].nunique(dropna=True) > 1]
+    if not varied:
+        raise StimulusSetError(f"{ds.root}: no factor varies in this stimulus set")
+    return FactorSpace.create(varied, ranges={n: (float(ds.factors[n].min()), float(ds.factors[n].max()))
+                                              for n in varied})
