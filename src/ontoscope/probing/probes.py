@@ -67,7 +67,7 @@ Folds = int | Sequence[tuple[np.ndarray, np.ndarray]]
 
 def _as_matrix(a: np.ndarray | torch.Tensor, name: str, allow_1d: bool = False) -> torch.Tensor:
     """``a`` as a finite float64 tensor ``[n, d]`` (``[n]`` kept 1-D where ``allow_1d``)."""
-    t = a.detach() if isinstance(a, torch.Tensor) else torch.as_tensor(np.asarray(a, dtype=np.float64))
+    t = a.detach() if isinstance(a, torch.Tensor) else torch.from_numpy(np.array(a, dtype=np.float64))
     if not (t.ndim == 2 or (allow_1d and t.ndim == 1)):
         raise ConfigError(f"{name} must be a 2-D array [n, features], got shape {tuple(t.shape)}")
     t = t.to(torch.float64)

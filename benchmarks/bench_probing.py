@@ -1,0 +1,124 @@
+"""Probing: ridge CV against scikit-learn, capture throughput, and capture memory against the set size."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+import numpy as np
+import torch
+
+from benchmarks.common import best_of
+from ontoscope.probing.probes import DEFAULT_ALPHAS, kfold_indices, ridge_cv
+
+TITLE = "Probing (ridge CV; capture)"
+NOTES = (
+    "Ridge CV: every site x view of a study-sized probe (8 feature matrices of 512 clips, 32-256 dims) x 12 "
+    "factors x 17 penalties, 5 explicit folds. Ours: one SVD per fold for all penalties and factors; reference: "
+    "scikit-learn's `RidgeCV(alphas, cv=folds)` fitted per factor (it picks one penalty for all targets when "
+    "given folds). Agreement: every chosen penalty equal, and the largest difference of the CV R². "
+    "Capture: a `conv_ae` (width 8, strides 2,4,4,8) over 256 clips of 1 s, all 9 sites, the three views, "
+    "against one plain forward pass per chunk. Memory: growth of the resident set of a fresh process capturing "
+    "1,000 and then 10,000 clips (0.25 s each) in chunks of 64; the ratio stays near 1 when memory is bounded "
+    "by the chunk."
+)
+
+_MEMORY = textwrap.dedent("""
+    import json, resource, sys, tempfile, torch
+    torch.set_num_threads(2)
+    from ontoscope.models.family import build
+    from ontoscope.models.spec import parse_spec
+    from ontoscope.probing.capture import capture
+    from ontoscope.stimuli import FactorSpace
+    from ontoscope.stimuli.dataset import StimulusSet
+    n = int(sys.argv[1])
+    with tempfile.TemporaryDirectory() as d:
+        ds = StimulusSet.synthesize(d + "/set", FactorSpace.create(["f0", "loudness"]), n, 16000, 0.25, seed=0,
+                                    progress=False)
+        model = build(parse_spec(dict(family="conv_ae", width=8, strides=[2, 4, 4, 8], bottleneck=16))).eval()
+        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        capture(model, ds, d + "/cap", chunk=64, progress=False)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"growth_mb": (peak - base) / 1024}))
+""")
+
+
+def _ridge_rows() -> list[dict]:
+    from sklearn.linear_model import RidgeCV
+
+    rng = np.random.default_rng(0)
+    n, k = 512, 12
+    mats = []
+    for d in (32, 64, 128, 256, 32, 64, 128, 256):
+        z = rng.standard_normal((n, 16))
+        x = z @ rng.standard_normal((16, d)) + 0.3 * rng.standard_normal((n, d))
+        y = z[:, :k] @ rng.standard_normal((k, k)) + rng.standard_normal((n, k)) * np.linspace(0.1, 3, k)
+        mats.append((x, y))
+    folds = kfold_indices(n, 5, seed=0)
+    alphas = np.asarray(DEFAULT_ALPHAS)
+
+    def ours() -> list:
+        return [ridge_cv(x, y, alphas, folds=folds) for x, y in mats]
+
+    def reference() -> list:
+        return [[RidgeCV(alphas=alphas, cv=folds).fit(x, y[:, j]) for j in range(k)] for x, y in mats]
+
+    t_ours = best_of(ours, repeat=3)
+    t_ref = best_of(reference, repeat=1, warmup=0)
+    a, b = ours(), reference()
+    same = all(float(r.alpha[j]) == float(s[j].alpha_) for r, s in zip(a, b, strict=True) for j in range(k))
+    diff = max(abs(float(r.cv_r2[j]) - float(s[j].best_score_)) for r, s in zip(a, b, strict=True) for j in range(k))
+    return [{"benchmark": f"ridge CV, 8 matrices x {k} factors x {len(alphas)} penalties, 5 folds",
+             "ours_s": t_ours, "reference_s": t_ref, "speedup": t_ref / t_ours,
+             "agreement": f"penalties {'all equal' if same else 'DIFFER'}; max |cv R² diff| {diff:.1e}"}]
+
+
+def _capture_rows() -> list[dict]:
+    from ontoscope.models.family import build
+    from ontoscope.models.resample import prepare
+    from ontoscope.models.spec import parse_spec
+    from ontoscope.probing.capture import capture
+    from ontoscope.stimuli import FactorSpace
+    from ontoscope.stimuli.dataset import StimulusSet
+
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        ds = StimulusSet.synthesize(d + "/set", FactorSpace.create(), 256, 16000, 1.0, seed=0, progress=False)
+        model = build(parse_spec(dict(family="conv_ae", width=8, strides=[2, 4, 4, 8], bottleneck=16))).eval()
+
+        def plain() -> None:
+            with torch.no_grad():
+                for _, audio in ds.chunks(64):
+                    model(prepare(audio, ds.sr, model))
+
+        counter = iter(range(100))
+
+        def ours() -> None:
+            capture(model, ds, f"{d}/cap{next(counter)}", chunk=64, progress=False)
+
+        t_plain = best_of(plain, repeat=2)
+        t_ours = best_of(ours, repeat=2)
+        rows.append({"benchmark": "capture 256 clips x 9 sites x 3 views (conv_ae width 8)", "ours_s": t_ours,
+                     "reference_s": t_plain, "speedup": t_plain / t_ours, "x_real_time": 256 / t_ours})
+    growth = {}
+    for n in (1000, 10000):
+        r = subprocess.run([sys.executable, "-c", _MEMORY, str(n)], capture_output=True, text=True, check=True)
+        growth[n] = json.loads(r.stdout.strip().splitlines()[-1])["growth_mb"]
+    rows.append({"benchmark": "capture memory, 10,000 vs 1,000 clips (chunk 64)", "ours_s": float("nan"),
+                 "reference_s": float("nan"), "speedup": float("nan"),
+                 "agreement": f"RSS growth {growth[10000]:.0f} MB vs {growth[1000]:.0f} MB "
+                              f"(ratio {growth[10000] / max(growth[1000], 1e-9):.2f})"})
+    return rows
+
+
+def run() -> list[dict]:
+    torch.set_num_threads(2)
+    return _ridge_rows() + _capture_rows()
+
+
+if __name__ == "__main__":
+    for r in run():
+        print(r)
