@@ -68,7 +68,8 @@ def figure(df: pd.DataFrame, path: Path) -> None:
         ax.set_xlabel("entanglement angle (degrees)")
         ax.set_xticks(ANGLES)
     axes[0].set_ylabel("score")
-    axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    for ax in axes:
+        ax.legend(fontsize=7, loc="lower left")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
 
