@@ -108,3 +108,22 @@ def test_capture_bad_input(model, stimuli, tmp_path):
         cap.features("encoder.block1", "pooled")
     with pytest.raises(CaptureError, match="was not captured"):
         cap.features("bottleneck", "frames")
+
+
+def test_site_metrics_score_the_widest_varying_channels(model, stimuli, tmp_path):
+    from ontoscope.probing.decodability import factor_targets, site_metrics
+    from ontoscope.stimuli.dataset import set_space
+
+    cap = capture(model, stimuli, tmp_path / "c", sites=["bottleneck"], views=("pooled",), progress=False)
+    targets = factor_targets(stimuli.factors, set_space(stimuli))[["f0", "loudness"]]
+    full = site_metrics(cap, targets).iloc[0]
+    capped = site_metrics(cap, targets, max_codes=3).iloc[0]
+    assert (full["codes"], full["of"]) == (6, 6) and (capped["codes"], capped["of"]) == (3, 6)
+    from ontoscope.probing.metrics import disentanglement
+
+    x, _ = cap.features("bottleneck", "pooled")
+    means = x[:, :6]
+    top = np.sort(np.argsort(-means.var(0))[:3])
+    direct = disentanglement(means[:, top], targets.to_numpy(), mode="fast")
+    assert capped["mcc"] == pytest.approx(direct["mcc"]) and capped["mig"] == pytest.approx(direct["mig"])
+    assert full["n"] == 10

@@ -98,13 +98,17 @@ def probe_capture(
 
 
 def site_metrics(cap: Capture, targets: pd.DataFrame, *, sites: Sequence[str] | None = None,
-                 mode: str = "fast", seed: int = 0) -> pd.DataFrame:
+                 mode: str = "fast", max_codes: int = 256, seed: int = 0) -> pd.DataFrame:
     """Disentanglement metrics of each site's time-averaged channels against the factors.
 
     The codes are the channel means over frames (the first half of the
-    ``pooled`` view); rows where a factor is undefined are left out.
-    Returns one row per site with the keys of
-    :func:`ontoscope.probing.metrics.disentanglement`.
+    ``pooled`` view); rows where a factor is undefined are left out. A site with
+    more than ``max_codes`` channels (a ``[B, C, F, T]`` site counts ``C·F``) is
+    scored on its ``max_codes`` channels of largest variance over the clips, so
+    that the tree-based estimators stay affordable; the metrics speak of units,
+    so the channels are kept as they are rather than projected.
+    Returns one row per site: ``site, site_index, n, codes`` (the channels scored,
+    ``of`` the site's) and the keys of :func:`ontoscope.probing.metrics.disentanglement`.
     """
     from ontoscope.probing.metrics import disentanglement
 
@@ -116,6 +120,12 @@ def site_metrics(cap: Capture, targets: pd.DataFrame, *, sites: Sequence[str] | 
         codes = x[:, : x.shape[1] // 2]
         y = targets.loc[clips].to_numpy(dtype=np.float64)
         ok = np.isfinite(y).all(1)
-        scores = disentanglement(codes[ok], y[ok], mode=mode, seed=seed)
-        rows.append({"site": site, "site_index": cap.sites.index(site), "n": int(ok.sum()), **scores})
+        codes = codes[ok]
+        width = codes.shape[1]
+        if width > max_codes:
+            keep = np.sort(np.argsort(-codes.var(0), kind="stable")[:max_codes])
+            codes = codes[:, keep]
+        scores = disentanglement(codes, y[ok], mode=mode, seed=seed)
+        rows.append({"site": site, "site_index": cap.sites.index(site), "n": int(ok.sum()),
+                     "codes": codes.shape[1], "of": width, **scores})
     return pd.DataFrame(rows)
