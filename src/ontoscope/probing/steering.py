@@ -1,0 +1,150 @@
+"""Steering: move a site's activations along a direction and measure what the model then produces.
+
+For a model that produces audio, :func:`steer` adds ``m · d`` to every frame of
+a site (for each magnitude ``m``) and runs the rest of the model;
+:func:`effect_matrix` measures every factor of the results with the
+descriptors and fits, for each intended factor ``i`` and measured factor ``j``,
+the slope ``E[i, j]`` of ``j`` (on its normalised scale, [0, 1]) against the
+magnitude. From it:
+
+- *efficacy* ``E[i, i]``: how far the intended factor moves per unit of intervention;
+- *specificity* ``|E[i, i]| / Σ_j |E[i, j]|``: the share of the total movement that
+  went to the intended factor (1: nothing else moved; ``1 - specificity`` is the
+  normalised leakage).
+
+Directions come from the factor's probe weights (:func:`probe_directions`) or
+from the difference of the mean activations of the clips in its top and bottom
+quartiles (:func:`mean_difference_directions`).
+
+References
+----------
+Turner, A., et al. (2023). Activation addition: steering language models without
+optimization. arXiv:2308.10248.
+Li, K., et al. (2023). Inference-time intervention: eliciting truthful answers from
+a language model. NeurIPS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ontoscope.errors import ConfigError
+from ontoscope.models.protocol import AudioModel
+from ontoscope.probing.probes import DEFAULT_ALPHAS, ridge_cv
+from ontoscope.stimuli.factors import FactorSpace
+
+__all__ = ["effect_matrix", "mean_difference_directions", "probe_directions", "steer"]
+
+
+def _unit(w: np.ndarray) -> np.ndarray:
+    norm = np.linalg.norm(w, axis=0, keepdims=True)
+    return w / np.where(norm > 0, norm, 1.0)
+
+
+def probe_directions(X: np.ndarray, Y: pd.DataFrame, alphas: Sequence[float] = DEFAULT_ALPHAS,
+                     folds: int = 5, seed: int = 0) -> dict[str, np.ndarray]:
+    """Unit directions ``{factor: [d]}``: the ridge readout weights of each factor (:func:`ridge_cv`).
+
+    ``X`` ``[n, d]`` are activations in the site's own units (e.g. channel means), not standardised,
+    so that the direction can be added to the site as it is.
+    """
+    y = Y.to_numpy(dtype=np.float64)
+    if not np.isfinite(y).all():
+        raise ConfigError("probe directions need every factor defined on every clip; drop the undefined rows")
+    res = ridge_cv(X, y, alphas, folds=folds, seed=seed)
+    w = _unit(res.coef)
+    return {name: w[:, j] for j, name in enumerate(Y.columns)}
+
+
+def mean_difference_directions(X: np.ndarray, Y: pd.DataFrame, quantile: float = 0.25) -> dict[str, np.ndarray]:
+    """Unit directions ``{factor: [d]}``: mean of the clips in a factor's top ``quantile`` minus its bottom's."""
+    x = np.asarray(X, dtype=np.float64)
+    out = {}
+    for name in Y.columns:
+        y = Y[name].to_numpy(dtype=np.float64)
+        ok = np.isfinite(y)
+        lo, hi = np.quantile(y[ok], [quantile, 1 - quantile])
+        top, bottom = ok & (y >= hi), ok & (y <= lo)
+        if not top.any() or not bottom.any():
+            raise ConfigError(f"{name} does not vary enough to split into quartiles")
+        out[name] = _unit((x[top].mean(0) - x[bottom].mean(0))[:, None])[:, 0]
+    return out
+
+
+def steer(model: AudioModel, audio: torch.Tensor, site: str, direction: np.ndarray | torch.Tensor,
+          magnitudes: Sequence[float]) -> torch.Tensor:
+    """Audio ``[M, B, N']`` of the model run from ``site`` with ``m · direction`` added to every frame.
+
+    ``direction`` has one entry per channel of the site (``C``, or ``C·F`` for
+    ``[B, C, F, T]`` sites, in the flattening order of the views). ``N'`` is the
+    model's output length.
+    """
+    if getattr(model, "output", None) != "audio":
+        raise ConfigError(f"steering is scored on audio; this model's output is {getattr(model, 'output', None)!r}")
+    with torch.no_grad():
+        acts = model.encode(audio, site)
+        d = torch.as_tensor(np.asarray(direction, dtype=np.float32), device=acts.device)
+        shape = acts.shape[1:-1]
+        if d.numel() != int(np.prod(shape)):
+            raise ConfigError(f"the direction has {d.numel()} entries; site {site!r} has {int(np.prod(shape))} "
+                              "channels")
+        d = d.reshape(*shape, 1)
+        return torch.stack([model.resume(acts + float(m) * d, site) for m in magnitudes])
+
+
+def effect_matrix(
+    model: AudioModel,
+    audio: torch.Tensor,
+    site: str,
+    directions: Mapping[str, np.ndarray],
+    space: FactorSpace,
+    magnitudes: Sequence[float] = (-1.0, -0.5, 0.0, 0.5, 1.0),
+) -> pd.DataFrame:
+    """Steering effects of each direction on every factor of ``space``, measured on the model's output.
+
+    Parameters
+    ----------
+    model : AudioModel producing audio
+    audio : Tensor ``[B, N]`` at ``model.sample_rate``
+        The base clips.
+    site : str
+    directions : ``{intended factor: direction [C]}``
+    space : FactorSpace
+        The measured factors and their normalisation.
+    magnitudes : sequence of float
+        Steps along each (unit) direction, in the site's units.
+
+    Returns
+    -------
+    DataFrame
+        One row per (intended, measured) factor: ``slope`` (normalised units per unit of
+        intervention, least squares over magnitudes with each clip's own offset), ``intended``,
+        ``measured``; and per intended factor ``efficacy`` and ``specificity`` (repeated on its rows).
+    """
+    from ontoscope.descriptors import measure
+
+    mags = np.asarray(magnitudes, dtype=np.float64)
+    if mags.size < 2 or np.ptp(mags) == 0:
+        raise ConfigError("give at least two different magnitudes")
+    rows = []
+    for intended, d in directions.items():
+        out = steer(model, audio, site, d, mags)  # [M, B, N]
+        m_count, b = out.shape[:2]
+        table = measure(out.reshape(m_count * b, -1), model.sample_rate)
+        slopes = {}
+        for name in space.names:
+            v = space[name].normalize(table[name].to_numpy()).reshape(m_count, b)
+            v = v - np.nanmean(v, axis=0, keepdims=True)  # each clip's own offset
+            x = np.broadcast_to((mags - mags.mean())[:, None], v.shape)
+            ok = np.isfinite(v)
+            slopes[name] = float((x[ok] * v[ok]).sum() / (x[ok] ** 2).sum()) if ok.sum() >= 2 else float("nan")
+        total = np.nansum(np.abs(list(slopes.values())))
+        efficacy = slopes.get(intended, float("nan"))
+        specificity = abs(efficacy) / total if total > 0 else float("nan")
+        rows += [{"intended": intended, "measured": name, "slope": s, "efficacy": efficacy,
+                  "specificity": specificity} for name, s in slopes.items()]
+    return pd.DataFrame(rows)
