@@ -1,0 +1,147 @@
+"""Interchange interventions on counterfactual pairs, and their accuracy (IIA).
+
+A counterfactual pair is two clips that differ in one factor ``i`` and share
+every nuisance (:func:`ontoscope.stimuli.pairs.counterfactual_pairs`). An
+interchange intervention at a site replaces the base's component in a subspace
+``B`` (an orthonormal basis ``[C, r]`` of channels, meant to hold factor ``i``)
+by the source's, frame by frame,
+
+    a' = a_base + B Bᵀ (a_source − a_base),
+
+and runs the rest of the model. If ``B`` holds factor ``i`` and nothing else,
+the output is the counterfactual clip: factor ``i`` takes the source's value,
+every other factor keeps the base's.
+
+:func:`interchange_accuracy` scores that on the model's output, measured by the
+descriptors, on each factor's normalised scale ([0, 1]):
+
+- ``iia``: the mean over pairs of ``clip(1 − |m_i − s_i| / |s_i − b_i|, 0, 1)``, with
+  ``m`` the measured output, ``s`` the source's and ``b`` the base's true values:
+  1 when the output reaches the source's value, 0 when it stays at the base's
+  (or overshoots by as much);
+- ``drift``: the mean over pairs and the other factors of ``|m_j − b_j|``.
+
+References
+----------
+Geiger, A., Lu, H., Icard, T., & Potts, C. (2021). Causal abstractions of neural
+networks. NeurIPS.
+Geiger, A., Wu, Z., Potts, C., Icard, T., & Goodman, N. (2023). Finding alignments
+between interpretable causal variables and distributed neural representations.
+CLeaR (distributed alignment search).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ontoscope.errors import ConfigError
+from ontoscope.models.protocol import AudioModel
+from ontoscope.stimuli.dataset import StimulusSet
+from ontoscope.stimuli.factors import FactorSpace
+
+__all__ = ["interchange", "interchange_accuracy", "orthonormal_basis"]
+
+
+def orthonormal_basis(vectors: np.ndarray) -> np.ndarray:
+    """An orthonormal basis ``[C, r]`` of the span of the columns of ``vectors`` ``[C, r]`` (or ``[C]``)."""
+    v = np.asarray(vectors, dtype=np.float64)
+    if v.ndim == 1:
+        v = v[:, None]
+    q, r = np.linalg.qr(v)
+    keep = np.abs(np.diag(r)) > 1e-10 * max(1.0, float(np.abs(r).max()))
+    if not keep.any():
+        raise ConfigError("the subspace is empty: its vectors are zero")
+    return q[:, keep]
+
+
+def interchange(model: AudioModel, base: torch.Tensor, source: torch.Tensor, site: str,
+                basis: np.ndarray) -> torch.Tensor:
+    """Audio ``[B, N']``: the model run from ``site`` with the base's ``basis`` component replaced by the source's.
+
+    ``base`` and ``source`` are ``[B, N]`` clips of equal length; ``basis`` ``[C, r]`` is
+    orthonormal over the site's channels (``C·F`` for ``[B, C, F, T]`` sites).
+    """
+    if getattr(model, "output", None) != "audio":
+        raise ConfigError(f"interchange is scored on audio; this model's output is {getattr(model, 'output', None)!r}")
+    if base.shape != source.shape:
+        raise ConfigError(f"base and source clips differ in shape: {tuple(base.shape)} vs {tuple(source.shape)}")
+    with torch.no_grad():
+        a_b = model.encode(base, site)
+        a_s = model.encode(source, site)
+        flat_b = a_b.reshape(a_b.shape[0], -1, a_b.shape[-1])
+        flat_s = a_s.reshape(a_s.shape[0], -1, a_s.shape[-1])
+        q = torch.as_tensor(np.asarray(basis, dtype=np.float32), device=a_b.device)
+        if q.ndim != 2 or q.shape[0] != flat_b.shape[1]:
+            raise ConfigError(f"the basis must be [channels, r] with {flat_b.shape[1]} channels for site {site!r}, "
+                              f"got shape {tuple(q.shape)}")
+        edited = flat_b + q @ (q.T @ (flat_s - flat_b))
+        return model.resume(edited.reshape(a_b.shape), site)
+
+
+def interchange_accuracy(
+    model: AudioModel,
+    pairs: StimulusSet,
+    site: str,
+    bases: Mapping[str, np.ndarray],
+    space: FactorSpace,
+    chunk: int = 32,
+) -> pd.DataFrame:
+    """IIA of each factor's subspace at ``site``, on the pairs of a counterfactual stimulus set.
+
+    Parameters
+    ----------
+    model : AudioModel producing audio, at the pairs' sample rate
+    pairs : StimulusSet
+        A set rendered from :func:`~ontoscope.stimuli.pairs.counterfactual_pairs`
+        (``ontoscope stimuli --pairs``): columns ``pair``, ``role``, ``factor``.
+    site : str
+    bases : ``{factor: basis [C, r]}``
+        The subspace tried for each factor (:func:`orthonormal_basis` of probe
+        directions, an axis, a DAS subspace, ...).
+    space : FactorSpace
+        The measured factors and their normalisation.
+
+    Returns
+    -------
+    DataFrame
+        One row per factor: ``factor, site, rank, pairs, iia, drift``.
+    """
+    from ontoscope.descriptors import measure
+
+    t = pairs.factors
+    if not {"pair", "role", "factor"} <= set(t.columns):
+        raise ConfigError(f"{pairs.root} is not a set of counterfactual pairs; render one with "
+                          "`ontoscope stimuli OUT --pairs`")
+    if pairs.sr != model.sample_rate:
+        raise ConfigError(f"the pairs are at {pairs.sr} Hz but the model expects {model.sample_rate} Hz")
+    rows = []
+    for factor, basis in bases.items():
+        sub = t[t["factor"] == factor]
+        if sub.empty:
+            raise ConfigError(f"the pair set has no pairs over {factor!r}; it has {sorted(set(t['factor']))}")
+        b_pos = np.flatnonzero((t["factor"] == factor) & (t["role"] == "base"))
+        s_pos = np.flatnonzero((t["factor"] == factor) & (t["role"] == "source"))
+        order_b, order_s = np.argsort(t["pair"].to_numpy()[b_pos]), np.argsort(t["pair"].to_numpy()[s_pos])
+        b_pos, s_pos = b_pos[order_b], s_pos[order_s]
+        measured = []
+        for i in range(0, len(b_pos), chunk):
+            out = interchange(model, pairs.audio(b_pos[i:i + chunk]), pairs.audio(s_pos[i:i + chunk]), site, basis)
+            measured.append(measure(out, model.sample_rate))
+        m = pd.concat(measured, ignore_index=True)
+        fac = space[factor]
+        mi = fac.normalize(m[factor].to_numpy())
+        bi = fac.normalize(t[factor].to_numpy()[b_pos])
+        si = fac.normalize(t[factor].to_numpy()[s_pos])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            score = np.clip(1 - np.abs(mi - si) / np.abs(si - bi), 0, 1)
+        others = [n for n in space.names if n != factor]
+        drift = [np.abs(space[n].normalize(m[n].to_numpy()) - space[n].normalize(t[n].to_numpy()[b_pos]))
+                 for n in others]
+        rows.append({"factor": factor, "site": site, "rank": int(np.asarray(basis).reshape(len(basis), -1).shape[1]),
+                     "pairs": len(b_pos), "iia": float(np.nanmean(score)),
+                     "drift": float(np.nanmean(drift)) if others else float("nan")})
+    return pd.DataFrame(rows)
