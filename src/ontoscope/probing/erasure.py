@@ -34,7 +34,7 @@ __all__ = ["erase_and_resume", "erasure_decodability", "fit_eraser"]
 
 
 def fit_eraser(X: np.ndarray | torch.Tensor, z: np.ndarray | torch.Tensor) -> object:
-    """A fitted ``concept_erasure.LeaceEraser`` for concept values ``z`` ``[n]`` or ``[n, m]`` given ``X`` ``[n, d]``."""
+    """A fitted ``concept_erasure.LeaceEraser`` for concept values ``z`` ``[n]`` or ``[n, m]`` of ``X`` ``[n, d]``."""
     from concept_erasure import LeaceEraser
 
     x = torch.as_tensor(np.asarray(X, dtype=np.float64)) if not isinstance(X, torch.Tensor) else X.double()
