@@ -2,7 +2,9 @@
 
 import numpy as np
 import pytest
+import torch
 
+from ontoscope.descriptors import measure
 from ontoscope.errors import ConfigError
 from ontoscope.models.planted import PlantedModel
 from ontoscope.probing.steering import effect_matrix, mean_difference_directions, probe_directions, steer
@@ -75,3 +77,46 @@ def test_steer_shapes_and_bad_input(space, base):
 
     with pytest.raises(ConfigError, match="scored on audio"):
         steer(Pitch(), base, "x", np.ones(1), [0.0])
+
+
+class EnvelopeModel:
+    """A model whose site is the clip's RMS envelope every 10 ms and whose output is a fixed 220 Hz tone with that
+    envelope: a trajectory added at the site becomes a tremolo of known rate and depth."""
+
+    sample_rate, output, hop = SR, "audio", 160
+
+    def sites(self):
+        from ontoscope.models.protocol import Site
+
+        return [Site("envelope", "BCT", 1, stride=self.hop)]
+
+    def encode(self, audio, upto):
+
+        t = audio.shape[-1] // self.hop
+        frames = audio[:, : t * self.hop].reshape(audio.shape[0], t, self.hop)
+        return frames.pow(2).mean(-1).sqrt()[:, None, :]
+
+    def resume(self, acts, site):
+        n = acts.shape[-1] * self.hop
+        env = torch.nn.functional.interpolate(acts, size=n, mode="linear", align_corners=False)[:, 0]
+        t = torch.arange(n) / SR
+        return env * np.sqrt(2) * torch.sin(2 * np.pi * 220.0 * t)
+
+
+def test_a_temporal_intervention_drives_a_tremolo_a_static_one_cannot():
+    model = EnvelopeModel()
+    base = render(FactorSpace.create(["f0"], fixed={"loudness": -20.0}).sample(3, seed=1), sr=SR, seconds=1.0)
+    space = FactorSpace.create(["loudness", "tremolo_rate", "tremolo_depth"])
+    d = np.ones(1)
+    out = steer(model, base, "envelope", d, [0.04], rate_hz=6.0)[0]
+    m = measure(out, SR)
+    np.testing.assert_allclose(m["tremolo_rate"], 6.0, atol=0.1)
+    np.testing.assert_allclose(m["tremolo_depth"], 0.4, atol=0.05)  # 0.04 on an envelope of 0.1
+    e = effect_matrix(model, base, "envelope", {"tremolo_depth": d}, space, magnitudes=(0.0, 0.02, 0.04),
+                      rate_hz=6.0).set_index("measured")
+    assert e.loc["tremolo_depth", "slope"] == pytest.approx(10.0, rel=0.15) and (e["kind"] == "temporal").all()
+    static = effect_matrix(model, base, "envelope", {"tremolo_depth": d}, space, magnitudes=(0.0, 0.02, 0.04))
+    static = static.set_index("measured")
+    assert abs(static.loc["tremolo_depth", "slope"]) < 1.0 and static.loc["loudness", "slope"] > 1.0
+    with pytest.raises(ConfigError, match="frame Nyquist|Nyquist"):
+        steer(model, base, "envelope", d, [0.01], rate_hz=60.0)

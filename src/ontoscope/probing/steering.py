@@ -12,6 +12,10 @@ magnitude. From it:
   went to the intended factor (1: nothing else moved; ``1 - specificity`` is the
   normalised leakage).
 
+A *temporal* intervention (``rate_hz``) adds the direction modulated by a
+sinusoid across frames, for oscillatory factors; it is possible only below the
+site's frame Nyquist rate.
+
 Directions come from the factor's probe weights (:func:`probe_directions`) or
 from the difference of the mean activations of the clips in its top and bottom
 quartiles (:func:`mean_difference_directions`).
@@ -26,6 +30,7 @@ a language model. NeurIPS.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -75,13 +80,27 @@ def mean_difference_directions(X: np.ndarray, Y: pd.DataFrame, quantile: float =
     return out
 
 
+def _frame_rate(model: AudioModel, site: str) -> float | None:
+    from ontoscope.models.protocol import site_index
+
+    sites = model.sites()
+    stride = sites[site_index(sites, site)].stride
+    return model.sample_rate / stride if stride else None
+
+
 def steer(model: AudioModel, audio: torch.Tensor, site: str, direction: np.ndarray | torch.Tensor,
-          magnitudes: Sequence[float]) -> torch.Tensor:
-    """Audio ``[M, B, N']`` of the model run from ``site`` with ``m · direction`` added to every frame.
+          magnitudes: Sequence[float], rate_hz: float | None = None, phase: float = 0.0) -> torch.Tensor:
+    """Audio ``[M, B, N']`` of the model run from ``site`` with ``m · direction`` added to its frames.
 
     ``direction`` has one entry per channel of the site (``C``, or ``C·F`` for
     ``[B, C, F, T]`` sites, in the flattening order of the views). ``N'`` is the
     model's output length.
+
+    With ``rate_hz``, the intervention is *temporal*: frame ``t`` gets
+    ``m · sin(2π · rate_hz · t / frame_rate + phase) · direction``, a trajectory at
+    that rate across frames, so that an oscillatory factor can be driven where no
+    static direction holds it. The site's frame rate comes from its stride, and the
+    rate must lie below half of it (the frame Nyquist rate).
     """
     if getattr(model, "output", None) != "audio":
         raise ConfigError(f"steering is scored on audio; this model's output is {getattr(model, 'output', None)!r}")
@@ -93,6 +112,15 @@ def steer(model: AudioModel, audio: torch.Tensor, site: str, direction: np.ndarr
             raise ConfigError(f"the direction has {d.numel()} entries; site {site!r} has {int(np.prod(shape))} "
                               "channels")
         d = d.reshape(*shape, 1)
+        if rate_hz is not None:
+            fr = _frame_rate(model, site)
+            if fr is None:
+                raise ConfigError(f"site {site!r} has no known stride, so a temporal intervention has no time axis")
+            if not 0 < rate_hz < fr / 2:
+                raise ConfigError(f"a {rate_hz:g} Hz trajectory needs a frame rate above {2 * rate_hz:g} Hz; site "
+                                  f"{site!r} runs at {fr:g} frames per second (Nyquist {fr / 2:g} Hz)")
+            t = torch.arange(acts.shape[-1], device=acts.device, dtype=torch.float64) / fr
+            d = d * torch.sin(2 * np.pi * rate_hz * t + phase).to(acts.dtype)
         return torch.stack([model.resume(acts + float(m) * d, site) for m in magnitudes])
 
 
@@ -103,6 +131,7 @@ def effect_matrix(
     directions: Mapping[str, np.ndarray],
     space: FactorSpace,
     magnitudes: Sequence[float] = (-1.0, -0.5, 0.0, 0.5, 1.0),
+    rate_hz: float | None = None,
 ) -> pd.DataFrame:
     """Steering effects of each direction on every factor of ``space``, measured on the model's output.
 
@@ -117,13 +146,18 @@ def effect_matrix(
         The measured factors and their normalisation.
     magnitudes : sequence of float
         Steps along each (unit) direction, in the site's units.
+    rate_hz : float, optional
+        Make every intervention temporal at this rate (:func:`steer`); the rows then say
+        ``kind = "temporal"``. A modulation depth answers a temporal intervention in
+        proportion to ``|m|``, so use magnitudes of one sign (e.g. ``0, 0.5, 1``).
 
     Returns
     -------
     DataFrame
         One row per (intended, measured) factor: ``slope`` (normalised units per unit of
         intervention, least squares over magnitudes with each clip's own offset), ``intended``,
-        ``measured``; and per intended factor ``efficacy`` and ``specificity`` (repeated on its rows).
+        ``measured``, ``kind`` (``static`` or ``temporal``) and ``rate_hz``; and per intended factor
+        ``efficacy`` and ``specificity`` (repeated on its rows).
     """
     from ontoscope.descriptors import measure
 
@@ -132,19 +166,22 @@ def effect_matrix(
         raise ConfigError("give at least two different magnitudes")
     rows = []
     for intended, d in directions.items():
-        out = steer(model, audio, site, d, mags)  # [M, B, N]
+        out = steer(model, audio, site, d, mags, rate_hz=rate_hz)  # [M, B, N]
         m_count, b = out.shape[:2]
         table = measure(out.reshape(m_count * b, -1), model.sample_rate)
         slopes = {}
         for name in space.names:
             v = space[name].normalize(table[name].to_numpy()).reshape(m_count, b)
-            v = v - np.nanmean(v, axis=0, keepdims=True)  # each clip's own offset
+            with warnings.catch_warnings():  # a clip where the factor is undefined at every magnitude
+                warnings.simplefilter("ignore", RuntimeWarning)
+                v = v - np.nanmean(v, axis=0, keepdims=True)  # each clip's own offset
             x = np.broadcast_to((mags - mags.mean())[:, None], v.shape)
             ok = np.isfinite(v)
             slopes[name] = float((x[ok] * v[ok]).sum() / (x[ok] ** 2).sum()) if ok.sum() >= 2 else float("nan")
         total = np.nansum(np.abs(list(slopes.values())))
         efficacy = slopes.get(intended, float("nan"))
         specificity = abs(efficacy) / total if total > 0 else float("nan")
+        kind = "static" if rate_hz is None else "temporal"
         rows += [{"intended": intended, "measured": name, "slope": s, "efficacy": efficacy,
-                  "specificity": specificity} for name, s in slopes.items()]
+                  "specificity": specificity, "kind": kind, "rate_hz": rate_hz} for name, s in slopes.items()]
     return pd.DataFrame(rows)
