@@ -46,6 +46,7 @@ def test_axis_steering_leaks_as_the_rotation_predicts(space, base, angle):
     assert e.loc["loudness", "slope"] == pytest.approx(s / 2, abs=0.02)
     assert abs(e.loc["brightness", "slope"]) < 0.02 and abs(e.loc["odd_even", "slope"]) < 0.02
     assert e["specificity"].iloc[0] == pytest.approx(c / (c + s), abs=0.03)
+    assert e["consistency"].iloc[0] == 1.0  # every clip moves the same way
 
 
 def test_probe_directions_undo_the_rotation(space, base, tmp_path):

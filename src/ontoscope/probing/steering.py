@@ -10,7 +10,10 @@ magnitude. From it:
 - *efficacy* ``E[i, i]``: how far the intended factor moves per unit of intervention;
 - *specificity* ``|E[i, i]| / Σ_j |E[i, j]|``: the share of the total movement that
   went to the intended factor (1: nothing else moved; ``1 - specificity`` is the
-  normalised leakage).
+  normalised leakage);
+- *consistency*: the fraction of base clips whose own slope of the intended
+  factor has the sign of the efficacy (1: the direction works the same way on
+  every input).
 
 A *temporal* intervention (``rate_hz``) adds the direction modulated by a
 sinusoid across frames, for oscillatory factors; it is possible only below the
@@ -157,7 +160,7 @@ def effect_matrix(
         One row per (intended, measured) factor: ``slope`` (normalised units per unit of
         intervention, least squares over magnitudes with each clip's own offset), ``intended``,
         ``measured``, ``kind`` (``static`` or ``temporal``) and ``rate_hz``; and per intended factor
-        ``efficacy`` and ``specificity`` (repeated on its rows).
+        ``efficacy``, ``specificity`` and ``consistency`` (repeated on its rows).
     """
     from ontoscope.descriptors import measure
 
@@ -169,7 +172,7 @@ def effect_matrix(
         out = steer(model, audio, site, d, mags, rate_hz=rate_hz)  # [M, B, N]
         m_count, b = out.shape[:2]
         table = measure(out.reshape(m_count * b, -1), model.sample_rate)
-        slopes = {}
+        slopes, per_clip = {}, {}
         for name in space.names:
             v = space[name].normalize(table[name].to_numpy()).reshape(m_count, b)
             with warnings.catch_warnings():  # a clip where the factor is undefined at every magnitude
@@ -177,11 +180,19 @@ def effect_matrix(
                 v = v - np.nanmean(v, axis=0, keepdims=True)  # each clip's own offset
             x = np.broadcast_to((mags - mags.mean())[:, None], v.shape)
             ok = np.isfinite(v)
-            slopes[name] = float((x[ok] * v[ok]).sum() / (x[ok] ** 2).sum()) if ok.sum() >= 2 else float("nan")
+            num = np.where(ok, x * np.nan_to_num(v), 0.0).sum(0)  # [B]
+            den = np.where(ok, x**2, 0.0).sum(0)
+            slopes[name] = float(num.sum() / den.sum()) if ok.sum() >= 2 else float("nan")
+            with np.errstate(divide="ignore", invalid="ignore"):
+                per_clip[name] = np.where(ok.sum(0) >= 2, num / den, np.nan)
         total = np.nansum(np.abs(list(slopes.values())))
         efficacy = slopes.get(intended, float("nan"))
         specificity = abs(efficacy) / total if total > 0 else float("nan")
+        own = per_clip.get(intended, np.full(b, np.nan))
+        own = own[np.isfinite(own)]
+        consistency = float(np.mean(np.sign(own) == np.sign(efficacy))) if own.size and efficacy != 0 else float("nan")
         kind = "static" if rate_hz is None else "temporal"
         rows += [{"intended": intended, "measured": name, "slope": s, "efficacy": efficacy,
-                  "specificity": specificity, "kind": kind, "rate_hz": rate_hz} for name, s in slopes.items()]
+                  "specificity": specificity, "consistency": consistency, "kind": kind, "rate_hz": rate_hz}
+                 for name, s in slopes.items()]
     return pd.DataFrame(rows)
