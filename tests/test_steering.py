@@ -76,7 +76,7 @@ def test_steer_shapes_and_bad_input(space, base):
     class Pitch:
         output = "pitch"
 
-    with pytest.raises(ConfigError, match="scored on audio"):
+    with pytest.raises(ConfigError, match="scored on the audio"):
         steer(Pitch(), base, "x", np.ones(1), [0.0])
 
 

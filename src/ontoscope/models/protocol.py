@@ -18,7 +18,7 @@ from typing import Literal, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from ontoscope.errors import OntoscopeError
+from ontoscope.errors import ConfigError, OntoscopeError
 
 Layout = Literal["BCT", "BCFT"]
 OutputKind = Literal["audio", "spectrogram", "pitch", "factors", "embedding"]
@@ -195,3 +195,10 @@ def encode_sites(model: AudioModel, audio: torch.Tensor, names: Sequence[str]) -
                 out[want[i]] = x
         return out
     return {n: model.encode(audio, upto=n) for n in names}
+
+
+def require_audio_output(model: AudioModel, what: str) -> None:
+    """Raise a one-line :class:`~ontoscope.errors.ConfigError` unless ``model`` produces audio (``what``: the use)."""
+    kind = getattr(model, "output", None)
+    if kind != "audio":
+        raise ConfigError(f"{what} is scored on the audio a model produces; this model's output is {kind!r}")

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from ontoscope.errors import ConfigError
-from ontoscope.models.protocol import AudioModel
+from ontoscope.models.protocol import AudioModel, require_audio_output
 from ontoscope.probing.probes import DEFAULT_ALPHAS, r2_score, ridge_cv, split_indices
 
 __all__ = ["erase_and_resume", "erasure_decodability", "fit_eraser"]
@@ -93,8 +93,7 @@ def erasure_decodability(
 
 def erase_and_resume(model: AudioModel, audio: torch.Tensor, site: str, eraser: object) -> torch.Tensor:
     """Audio the model produces when ``eraser`` is applied to every frame of ``site`` (channels, or ``C·F``)."""
-    if getattr(model, "output", None) != "audio":
-        raise ConfigError(f"erasure is scored on audio here; this model's output is {getattr(model, 'output', None)!r}")
+    require_audio_output(model, "erasure")
     with torch.no_grad():
         acts = model.encode(audio, site)
         flat = acts.reshape(acts.shape[0], -1, acts.shape[-1])

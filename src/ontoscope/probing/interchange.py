@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 
 from ontoscope.errors import ConfigError
-from ontoscope.models.protocol import AudioModel
+from ontoscope.models.protocol import AudioModel, require_audio_output
 from ontoscope.stimuli.dataset import StimulusSet
 from ontoscope.stimuli.factors import FactorSpace
 
@@ -65,8 +65,7 @@ def interchange(model: AudioModel, base: torch.Tensor, source: torch.Tensor, sit
     ``base`` and ``source`` are ``[B, N]`` clips of equal length; ``basis`` ``[C, r]`` is
     orthonormal over the site's channels (``C·F`` for ``[B, C, F, T]`` sites).
     """
-    if getattr(model, "output", None) != "audio":
-        raise ConfigError(f"interchange is scored on audio; this model's output is {getattr(model, 'output', None)!r}")
+    require_audio_output(model, "interchange")
     if base.shape != source.shape:
         raise ConfigError(f"base and source clips differ in shape: {tuple(base.shape)} vs {tuple(source.shape)}")
     with torch.no_grad():

@@ -41,7 +41,7 @@ import pandas as pd
 import torch
 
 from ontoscope.errors import ConfigError
-from ontoscope.models.protocol import AudioModel
+from ontoscope.models.protocol import AudioModel, require_audio_output
 from ontoscope.probing.probes import DEFAULT_ALPHAS, ridge_cv
 from ontoscope.stimuli.factors import FactorSpace
 
@@ -105,8 +105,7 @@ def steer(model: AudioModel, audio: torch.Tensor, site: str, direction: np.ndarr
     static direction holds it. The site's frame rate comes from its stride, and the
     rate must lie below half of it (the frame Nyquist rate).
     """
-    if getattr(model, "output", None) != "audio":
-        raise ConfigError(f"steering is scored on audio; this model's output is {getattr(model, 'output', None)!r}")
+    require_audio_output(model, "steering")
     with torch.no_grad():
         acts = model.encode(audio, site)
         d = torch.as_tensor(np.asarray(direction, dtype=np.float32), device=acts.device)
