@@ -17,6 +17,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ontoscope.artifacts import save_figure  # noqa: E402
 from ontoscope.models.planted import PlantedModel  # noqa: E402
 from ontoscope.probing.capture import capture  # noqa: E402
 from ontoscope.probing.decodability import factor_targets, site_metrics  # noqa: E402
@@ -70,8 +71,7 @@ def figure(df: pd.DataFrame, path: Path) -> None:
     axes[0].set_ylabel("score")
     for ax in axes:
         ax.legend(fontsize=7, loc="lower left")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    save_figure(path, fig)
 
 
 def main(argv: list[str]) -> None:

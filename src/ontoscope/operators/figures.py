@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ontoscope.artifacts import write_atomic
+from ontoscope.artifacts import save_figure
 
 if TYPE_CHECKING:
     from ontoscope.operators.latent import LatentOntology
@@ -34,19 +34,6 @@ def _pick_sites(sites: list[str], n: int = 4) -> list[str]:
         return sites
     idx = np.unique(np.linspace(0, len(sites) - 1, n).round().astype(int))
     return [sites[i] for i in idx]
-
-
-def _save(fig: object, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    def write(p: Path) -> None:
-        fig.savefig(p, format="png", dpi=110, bbox_inches="tight")
-
-    try:
-        write_atomic(path, write)
-    finally:
-        plt.close(fig)
-    return path
 
 
 def write_figures(onto: LatentOntology, directory: str | os.PathLike) -> list[Path]:
@@ -90,7 +77,7 @@ def _ladder(onto: LatentOntology, d: Path) -> Path | None:
     ax.set_ylabel("rate (Hz)")
     ax.set_title(f"{onto.model}: frame-rate and receptive-field ladder")
     ax.legend(fontsize=7, loc="best")
-    return _save(fig, d / "ladder.png")
+    return save_figure(d / "ladder.png", fig)
 
 
 def _aliasing(onto: LatentOntology, d: Path) -> Path | None:
@@ -118,7 +105,7 @@ def _aliasing(onto: LatentOntology, d: Path) -> Path | None:
     axes[1].set_ylim(0, 1)
     axes[1].set_title("cumulative alias fraction per site")
     fig.suptitle(onto.model)
-    return _save(fig, d / "aliasing.png")
+    return save_figure(d / "aliasing.png", fig)
 
 
 def _spectra(onto: LatentOntology, d: Path) -> Path | None:
@@ -142,7 +129,7 @@ def _spectra(onto: LatentOntology, d: Path) -> Path | None:
     ax.set_title(f"{onto.model}: conv singular values (circular, per layer; early = dark)")
     if len(layers) <= 12:
         ax.legend(fontsize=6)
-    return _save(fig, d / "spectra.png")
+    return save_figure(d / "spectra.png", fig)
 
 
 def _responses(onto: LatentOntology, d: Path) -> Path | None:
@@ -166,7 +153,7 @@ def _responses(onto: LatentOntology, d: Path) -> Path | None:
         ax.set_xlabel("input frequency (Hz)")
     axes[0][0].set_ylabel("channel (sorted by peak)")
     fig.suptitle(f"{onto.model}: sine-sweep response per channel (normalised)")
-    return _save(fig, d / "responses.png")
+    return save_figure(d / "responses.png", fig)
 
 
 def _cosines(onto: LatentOntology, d: Path) -> Path | None:
@@ -195,7 +182,7 @@ def _cosines(onto: LatentOntology, d: Path) -> Path | None:
         fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="|cos| of Jacobian columns")
     label = "initialisation (mean over seeds)" if (jp["weights"] == "init").any() else "given weights"
     fig.suptitle(f"{onto.model}: factor entanglement, {label}")
-    return _save(fig, d / "jacobian_cosines.png")
+    return save_figure(d / "jacobian_cosines.png", fig)
 
 
 def _status(onto: LatentOntology, d: Path) -> Path | None:
@@ -219,4 +206,4 @@ def _status(onto: LatentOntology, d: Path) -> Path | None:
     ax.legend(handles=[Patch(color=_STATUS_COLOURS[k], label=k) for k in keys], fontsize=7,
               bbox_to_anchor=(1.01, 1), loc="upper left")
     ax.set_title(f"{onto.model}: predicted status (latent ontology)")
-    return _save(fig, d / "status.png")
+    return save_figure(d / "status.png", fig)

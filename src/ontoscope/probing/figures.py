@@ -7,18 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ontoscope.artifacts import ensure_dir, write_atomic
+from ontoscope.artifacts import ensure_dir, save_figure
 from ontoscope.stimuli.factors import get_factor
 
 __all__ = ["write_probe_figures"]
-
-
-def _save(fig: object, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    write_atomic(path, lambda p: fig.savefig(p, dpi=110, bbox_inches="tight", format="png"))  # type: ignore[attr-defined]
-    plt.close(fig)  # type: ignore[arg-type]
-    return path
 
 
 def write_probe_figures(probes: pd.DataFrame, directory: str | os.PathLike,
@@ -55,7 +47,7 @@ def write_probe_figures(probes: pd.DataFrame, directory: str | os.PathLike,
         ax.set_xlabel("site")
     axes[0][0].set_ylabel("held-out R² (ridge; x: MLP)")
     axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    out.append(_save(fig, d / "r2_by_site.png"))
+    out.append(save_figure(d / "r2_by_site.png", fig))
     if metrics is not None and len(metrics):
         keys = [k for k in ("dci_disentanglement", "dci_completeness", "dci_informativeness", "mig", "sap",
                             "modularity", "explicitness", "mcc") if k in metrics]
@@ -67,5 +59,5 @@ def write_probe_figures(probes: pd.DataFrame, directory: str | os.PathLike,
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel("score")
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-        out.append(_save(fig, d / "metrics_by_site.png"))
+        out.append(save_figure(d / "metrics_by_site.png", fig))
     return out
