@@ -89,8 +89,10 @@ def test_interrupted_capture_resumes_to_the_same_result(model, stimuli, tmp_path
     assert not (tmp_path / "cut" / "manifest.json").exists()
     with pytest.raises(CaptureError, match="not a finished capture"):
         Capture(tmp_path / "cut")
-    monkeypatch.setattr(capture_module, "encode_sites", real)
+    resumed_calls = []
+    monkeypatch.setattr(capture_module, "encode_sites", lambda *a, **k: resumed_calls.append(1) or real(*a, **k))
     resumed = capture(model, stimuli, tmp_path / "cut", sites=["bottleneck"], chunk=3, progress=False)
+    assert len(resumed_calls) == 2  # 10 clips in 4 chunks: only the two not on disk run again
     for view in ("frames", "pooled", "modulation"):
         np.testing.assert_array_equal(full.features("bottleneck", view)[0], resumed.features("bottleneck", view)[0])
 

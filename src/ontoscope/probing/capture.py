@@ -11,6 +11,7 @@ when it exists.
 Layout of a capture directory::
 
     config.json                 what was captured (model, sites, views, options)
+    sites.json                  channels, frames and frame rate of each site (after the first chunk)
     manifest.json               written last: sites with channels, frames, frame rate; views; clips
     clips.npy                   the stimulus set's clip ids, in capture order
     <site>/<view>/chunk-NNNNN.npy
@@ -123,7 +124,10 @@ def capture(
     if isinstance(model, torch.nn.Module):
         model.eval()
     device = _model_device(model)
-    info: dict[str, dict[str, Any]] = {}
+    # the sites' shapes and frame rates, known once a chunk has run (kept so that a resumed capture skips
+    # every finished chunk)
+    info: dict[str, dict[str, Any]] = (json.loads((root / "sites.json").read_text())
+                                       if (root / "sites.json").is_file() else {})
     n_chunks = (len(stimuli) + chunk - 1) // chunk
     clip_ids = stimuli.factors["clip"].to_numpy()
     for ci in track(range(n_chunks), n_chunks, f"capturing {len(names)} sites", progress):
@@ -151,6 +155,8 @@ def capture(
                 else:
                     x = modulation_view(a, rate, n_bands)
                 save_npy(files[(n, v)], x.cpu().numpy().astype(np.float32))
+        if not (root / "sites.json").is_file():
+            save_json(root / "sites.json", info)
     manifest = {"complete": True, "n_clips": len(stimuli), "n_chunks": n_chunks, "sites": info,
                 "views": list(views)}
     save_json(root / "manifest.json", manifest)
