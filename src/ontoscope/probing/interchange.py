@@ -140,7 +140,7 @@ def interchange_accuracy(
         others = [n for n in space.names if n != factor]
         drift = [np.abs(space[n].normalize(m[n].to_numpy()) - space[n].normalize(t[n].to_numpy()[b_pos]))
                  for n in others]
-        rows.append({"factor": factor, "site": site, "rank": int(np.asarray(basis).reshape(len(basis), -1).shape[1]),
+        rows.append({"factor": factor, "site": site, "rank": int(np.shape(basis)[1]),
                      "pairs": len(b_pos), "iia": float(np.nanmean(score)),
                      "drift": float(np.nanmean(drift)) if others else float("nan")})
     return pd.DataFrame(rows)

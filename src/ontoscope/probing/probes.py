@@ -14,8 +14,8 @@ Around it:
 - :func:`logistic_cv`: a multinomial logistic probe for categorical targets,
   its inverse penalty chosen by mean fold accuracy (scikit-learn's
   ``LogisticRegression``);
-- :func:`mlp_probe`: a small multilayer perceptron (one hidden layer, early
-  stopping; scikit-learn's ``MLPRegressor``), the nonlinear control;
+- :func:`mlp_probe`: a small multilayer perceptron (one hidden layer of tanh
+  units; scikit-learn's ``MLPRegressor``), the nonlinear control;
 - :func:`control_targets`: Hewitt & Liang's (2019) control task for a
   continuous factor: the factor's quantile bins mapped to a seeded random
   permutation of the bin centres, a target that only memorisation can fit.
