@@ -76,8 +76,8 @@ def test_steer_shapes_and_bad_input(space, base):
     class Pitch:
         output = "pitch"
 
-    with pytest.raises(ConfigError, match="scored on the audio"):
-        steer(Pitch(), base, "x", np.ones(1), [0.0])
+    with pytest.raises(ConfigError, match="scored on the audio"):  # a model without audio needs a readout
+        effect_matrix(Pitch(), base, "x", {"f0": np.ones(1)}, space)
 
 
 class EnvelopeModel:

@@ -133,11 +133,14 @@ class PlantedModel(nn.Module):
 
     # -- decoder ------------------------------------------------------------------------
     def factor_values(self, acts: torch.Tensor, site: str) -> dict[str, torch.Tensor]:
-        """Factor values in natural units ``{name: [B]}`` decoded from a site (frame means)."""
+        """Factor values in natural units ``{name: [B]}`` decoded from a site (frame means).
+
+        Differentiable in ``acts`` (inside the range; the clamp to [-1, 1] stops the gradient outside).
+        """
         i = site_index(self._sites, site)
         u = acts if i == 0 else self.unmix(acts)
-        u = u.mean(-1).clamp(-1, 1).double().cpu().numpy()
-        return {n: torch.as_tensor(self.space[n].denormalize((u[:, j] + 1) / 2)) for j, n in enumerate(self.encoded)}
+        u = u.mean(-1).clamp(-1, 1).double()
+        return {n: self.space[n].denormalize((u[:, j] + 1) / 2) for j, n in enumerate(self.encoded)}
 
     def resume(self, acts: torch.Tensor, site: str, n_samples: int | None = None) -> torch.Tensor:
         """Audio ``[B, n_samples]`` rendered by the synthesizer from the factors a site holds.

@@ -160,6 +160,16 @@ class StagedModel(nn.Module):
             x = stage(x)
         return self.postprocess(self.head(x))
 
+    def advance(self, acts: torch.Tensor, site: str, upto: str) -> torch.Tensor:
+        """Activations at site ``upto`` computed from (possibly edited) activations at an earlier ``site``."""
+        start, end = site_index(self._sites, site), site_index(self._sites, upto)
+        if end < start:
+            raise ConfigError(f"site {upto!r} comes before {site!r}; advance runs forward only")
+        x = acts
+        for stage in self.stages[start + 1: end + 1]:
+            x = stage(x)
+        return x
+
     def postprocess(self, out: torch.Tensor) -> torch.Tensor:
         """Turn the head's output into the model's output (default: unchanged)."""
         return out

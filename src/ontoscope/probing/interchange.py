@@ -43,7 +43,7 @@ from ontoscope.models.protocol import AudioModel, require_audio_output
 from ontoscope.stimuli.dataset import StimulusSet
 from ontoscope.stimuli.factors import FactorSpace
 
-__all__ = ["interchange", "interchange_accuracy", "orthonormal_basis"]
+__all__ = ["check_pairs", "interchange", "interchange_accuracy", "orthonormal_basis", "pair_positions"]
 
 
 def orthonormal_basis(vectors: np.ndarray) -> np.ndarray:
@@ -56,6 +56,26 @@ def orthonormal_basis(vectors: np.ndarray) -> np.ndarray:
     if not keep.any():
         raise ConfigError("the subspace is empty: its vectors are zero")
     return q[:, keep]
+
+
+def check_pairs(pairs: StimulusSet, model: AudioModel) -> None:
+    """Refuse a stimulus set that is not a set of counterfactual pairs at the model's sample rate."""
+    if not {"pair", "role", "factor"} <= set(pairs.factors.columns):
+        raise ConfigError(f"{pairs.root} is not a set of counterfactual pairs; render one with "
+                          "`ontoscope stimuli OUT --pairs`")
+    if pairs.sr != model.sample_rate:
+        raise ConfigError(f"the pairs are at {pairs.sr} Hz but the model expects {model.sample_rate} Hz")
+
+
+def pair_positions(pairs: StimulusSet, factor: str) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions ``(base, source)`` of the pairs over ``factor``, matched pair by pair."""
+    t = pairs.factors
+    if not (t["factor"] == factor).any():
+        raise ConfigError(f"the pair set has no pairs over {factor!r}; it has {sorted(set(t['factor']))}")
+    b_pos = np.flatnonzero((t["factor"] == factor) & (t["role"] == "base"))
+    s_pos = np.flatnonzero((t["factor"] == factor) & (t["role"] == "source"))
+    order_b, order_s = np.argsort(t["pair"].to_numpy()[b_pos]), np.argsort(t["pair"].to_numpy()[s_pos])
+    return b_pos[order_b], s_pos[order_s]
 
 
 def interchange(model: AudioModel, base: torch.Tensor, source: torch.Tensor, site: str,
@@ -111,21 +131,11 @@ def interchange_accuracy(
     """
     from ontoscope.descriptors import measure
 
+    check_pairs(pairs, model)
     t = pairs.factors
-    if not {"pair", "role", "factor"} <= set(t.columns):
-        raise ConfigError(f"{pairs.root} is not a set of counterfactual pairs; render one with "
-                          "`ontoscope stimuli OUT --pairs`")
-    if pairs.sr != model.sample_rate:
-        raise ConfigError(f"the pairs are at {pairs.sr} Hz but the model expects {model.sample_rate} Hz")
     rows = []
     for factor, basis in bases.items():
-        sub = t[t["factor"] == factor]
-        if sub.empty:
-            raise ConfigError(f"the pair set has no pairs over {factor!r}; it has {sorted(set(t['factor']))}")
-        b_pos = np.flatnonzero((t["factor"] == factor) & (t["role"] == "base"))
-        s_pos = np.flatnonzero((t["factor"] == factor) & (t["role"] == "source"))
-        order_b, order_s = np.argsort(t["pair"].to_numpy()[b_pos]), np.argsort(t["pair"].to_numpy()[s_pos])
-        b_pos, s_pos = b_pos[order_b], s_pos[order_s]
+        b_pos, s_pos = pair_positions(pairs, factor)
         measured = []
         for i in range(0, len(b_pos), chunk):
             out = interchange(model, pairs.audio(b_pos[i:i + chunk]), pairs.audio(s_pos[i:i + chunk]), site, basis)

@@ -34,7 +34,7 @@ a language model. NeurIPS.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -93,7 +93,7 @@ def _frame_rate(model: AudioModel, site: str) -> float | None:
 
 def steer(model: AudioModel, audio: torch.Tensor, site: str, direction: np.ndarray | torch.Tensor,
           magnitudes: Sequence[float], rate_hz: float | None = None, phase: float = 0.0) -> torch.Tensor:
-    """Audio ``[M, B, N']`` of the model run from ``site`` with ``m · direction`` added to its frames.
+    """Outputs ``[M, B, ...]`` of the model run from ``site`` with ``m · direction`` added to its frames.
 
     ``direction`` has one entry per channel of the site (``C``, or ``C·F`` for
     ``[B, C, F, T]`` sites, in the flattening order of the views). ``N'`` is the
@@ -105,7 +105,6 @@ def steer(model: AudioModel, audio: torch.Tensor, site: str, direction: np.ndarr
     static direction holds it. The site's frame rate comes from its stride, and the
     rate must lie below half of it (the frame Nyquist rate).
     """
-    require_audio_output(model, "steering")
     with torch.no_grad():
         acts = model.encode(audio, site)
         d = torch.as_tensor(np.asarray(direction, dtype=np.float32), device=acts.device)
@@ -134,6 +133,7 @@ def effect_matrix(
     space: FactorSpace,
     magnitudes: Sequence[float] = (-1.0, -0.5, 0.0, 0.5, 1.0),
     rate_hz: float | None = None,
+    readout: Callable[[torch.Tensor], pd.DataFrame] | None = None,
 ) -> pd.DataFrame:
     """Steering effects of each direction on every factor of ``space``, measured on the model's output.
 
@@ -152,6 +152,10 @@ def effect_matrix(
         Make every intervention temporal at this rate (:func:`steer`); the rows then say
         ``kind = "temporal"``. A modulation depth answers a temporal intervention in
         proportion to ``|m|``, so use magnitudes of one sign (e.g. ``0, 0.5, 1``).
+    readout : callable, optional
+        Outputs ``[B, ...]`` -> a table of factor values in natural units, one row per output.
+        Default: the descriptors (:func:`ontoscope.descriptors.measure`), for audio models; a model
+        whose output is not audio needs one (e.g. probes fitted on its output).
 
     Returns
     -------
@@ -163,14 +167,20 @@ def effect_matrix(
     """
     from ontoscope.descriptors import measure
 
+    if readout is None:
+        require_audio_output(model, "steering without a readout")
+
+        def readout(y: torch.Tensor) -> pd.DataFrame:
+            return measure(y, model.sample_rate)
+
     mags = np.asarray(magnitudes, dtype=np.float64)
     if mags.size < 2 or np.ptp(mags) == 0:
         raise ConfigError("give at least two different magnitudes")
     rows = []
     for intended, d in directions.items():
-        out = steer(model, audio, site, d, mags, rate_hz=rate_hz)  # [M, B, N]
+        out = steer(model, audio, site, d, mags, rate_hz=rate_hz)  # [M, B, ...]
         m_count, b = out.shape[:2]
-        table = measure(out.reshape(m_count * b, -1), model.sample_rate)
+        table = readout(out.reshape(m_count * b, *out.shape[2:]))
         slopes, per_clip = {}, {}
         for name in space.names:
             v = space[name].normalize(table[name].to_numpy()).reshape(m_count, b)

@@ -16,6 +16,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ontoscope.errors import FactorError, SampleRateError
 
@@ -103,8 +104,15 @@ class Factor:
                 return (np.log(v) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
         return (v - self.low) / (self.high - self.low)
 
-    def denormalize(self, u: np.ndarray | float) -> np.ndarray:
-        """Inverse of :meth:`normalize`: map [0, 1] to values in ``unit``."""
+    def denormalize(self, u: np.ndarray | float | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """Inverse of :meth:`normalize`: map [0, 1] to values in ``unit``.
+
+        A tensor stays a tensor (differentiably, on its device and dtype); anything else becomes float64 numpy.
+        """
+        if isinstance(u, torch.Tensor):
+            if self.scale == "log":
+                return torch.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
+            return self.low + u * (self.high - self.low)
         u = np.asarray(u, dtype=np.float64)
         if self.scale == "log":
             return np.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
@@ -155,6 +163,37 @@ CANON: Mapping[str, Factor] = _canon()
 
 #: Names of the canon's factors, in canonical order.
 FACTOR_NAMES: tuple[str, ...] = tuple(CANON)
+
+
+@dataclass(frozen=True)
+class CategoricalFactor:
+    """A factor whose values are labels, not magnitudes: it has levels, no range or scale.
+
+    Parameters
+    ----------
+    name : str
+        Column name (``instrument``).
+    unit : str
+        What a level is (``GM program``).
+    levels : tuple of int
+        Every value the factor can take.
+    description : str
+        One line saying what the factor is.
+
+    Categorical factors are not in :data:`CANON` (whose factors are continuous and
+    normalised on a scale); a source that controls one samples its levels itself
+    (``ontoscope.stimuli.soundfont_set``).
+    """
+
+    name: str
+    unit: str
+    levels: tuple[int, ...]
+    description: str = ""
+
+
+#: The instrument of a recorded note: its General MIDI program (0-127), e.g. 40 violin, 73 flute.
+INSTRUMENT = CategoricalFactor("instrument", "GM program", tuple(range(128)),
+                               "General MIDI program whose recorded samples play the note")
 
 
 def get_factor(name: str) -> Factor:
