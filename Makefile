@@ -4,16 +4,35 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 OUT     ?= runs/demo
+# System packages of the SoundFont stimuli: libfluidsynth and the FluidR3 General MIDI bank.
+SF_DEBS := fluidsynth fluid-soundfont-gm
+SF_BANK := /usr/share/sounds/sf2/FluidR3_GM.sf2
 
-.PHONY: setup run test bench lint clean
+.PHONY: setup soundfont run test bench lint clean
 
-setup: $(STAMP)
+setup: soundfont $(STAMP)
+
+# Installs SF_DEBS where it can (root and apt-get); never fails: without them the SoundFont tests are skipped.
+soundfont:
+	@if { [ -n "$$ONTOSCOPE_SOUNDFONT" ] || [ -f $(SF_BANK) ]; } && \
+	    $(PY) -c "import ctypes.util, sys; sys.exit(not ctypes.util.find_library('fluidsynth'))"; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing $(SF_DEBS) with apt-get (SoundFont stimuli)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  { apt-get install -y -q --no-install-recommends $(SF_DEBS) >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && \
+	      apt-get install -y -q --no-install-recommends $(SF_DEBS) >/dev/null 2>&1; }; } || \
+	  echo "apt-get could not install $(SF_DEBS); the SoundFont tests will be skipped"; \
+	else \
+	  echo "SoundFont stimuli need libfluidsynth and a GM bank: install them with" \
+	       "'sudo apt-get install $(SF_DEBS)' (or set ONTOSCOPE_SOUNDFONT to a .sf2 file); until then their tests are skipped"; \
+	fi
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,adapters]'
+	$(BIN)/pip install -q -e '.[dev,adapters,soundfont]'
 	$(BIN)/pip install -q --no-deps torchcrepe==0.0.24 pesto-pitch==2.0.1
 	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 'torch was replaced')"
 	touch $(STAMP)

@@ -47,6 +47,33 @@ def test_interrupted_render_resumes(tmp_path):
     assert torch.equal(resumed.audio(), full)
 
 
+def test_build_with_any_renderer_adds_its_columns_and_resumes(tmp_path):
+    table = pd.DataFrame({"clip": np.arange(5), "seed": np.arange(5) + 10, "level": np.linspace(0.1, 0.5, 5)})
+    calls = []
+
+    def shard(rows):
+        calls.append(rows["clip"].tolist())
+        if len(calls) == 2 and not (tmp_path / "done").exists():
+            raise KeyboardInterrupt  # killed while rendering the second shard
+        audio = np.outer(rows["level"], np.ones(80)).astype(np.float32)
+        return audio, pd.DataFrame({"measured_level": audio.max(1) * 2})
+
+    root = tmp_path / "set"
+    with pytest.raises(KeyboardInterrupt):
+        StimulusSet.build(root, table, 8000, 0.01, shard, plan={"source": "test"}, columns=True, shard_size=2,
+                          progress=False, meta={"source": "test"})
+    assert not (root / "manifest.json").exists() and (root / "columns" / "shard-00000.parquet").is_file()
+    (tmp_path / "done").touch()
+    ds = StimulusSet.build(root, table, 8000, 0.01, shard, plan={"source": "test"}, columns=True, shard_size=2,
+                           progress=False, meta={"source": "test"}, finish=lambda t: {"n": len(t)})
+    assert calls == [[0, 1], [2, 3], [2, 3], [4]]  # the finished shard is not redone
+    np.testing.assert_allclose(ds.factors["measured_level"], 2 * table["level"], rtol=1e-6)
+    assert ds.manifest["meta"] == {"source": "test", "n": 5} and ds.manifest["source"] == "test"
+    assert torch.equal(ds.audio([4])[0], torch.full((80,), 0.5))
+    with pytest.raises(StimulusSetError, match="different stimulus set"):
+        StimulusSet.build(root, table, 8000, 0.01, shard, plan={"source": "other"}, columns=True, shard_size=2)
+
+
 def test_refuses_to_overwrite_a_different_set(tmp_path):
     space = FactorSpace.create(["f0"])
     StimulusSet.synthesize(tmp_path / "s", space, 4, 8000, 0.1, seed=0, progress=False)

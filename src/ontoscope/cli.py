@@ -42,30 +42,45 @@ def stimuli(
     seconds: float = typer.Option(1.0, "--seconds", help="Duration of every clip in seconds."),
     seed: int = typer.Option(0, "--seed", help="Seed: the same seed gives the same set."),
     factors: str = typer.Option(None, "--factors", help="Comma-separated factors to vary (default: all "
-                                "but inharmonicity)."),
+                                "but inharmonicity; with --source soundfont: f0, loudness, vibrato and tremolo)."),
     method: str = typer.Option("uniform", "--method", help="Sampling: uniform, grid or lhs."),
     pairs: bool = typer.Option(False, "--pairs", help="Make counterfactual pairs: n per varied factor."),
+    source: str = typer.Option("synth", "--source", help="Where the audio comes from: synth (the synthesizer) "
+                               "or soundfont (recorded instruments from a General MIDI SoundFont)."),
+    bank: Path = typer.Option(None, "--bank", help="SoundFont .sf2 bank (--source soundfont; default "
+                              "$ONTOSCOPE_SOUNDFONT, else the system's FluidR3_GM.sf2)."),
+    programs: str = typer.Option(None, "--programs", help="Comma-separated GM programs (--source soundfont; "
+                                 "default 40,73: violin, flute)."),
     export: Path = typer.Option(None, "--export", help="Also write WAV files and factors.csv here."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different set at OUT."),
 ) -> None:
-    """Synthesize a stimulus set whose factors are known exactly."""
-    from ontoscope.stimuli.dataset import StimulusSet, space_to_dict
+    """Make a stimulus set: synthesized tones whose factors are known exactly, or recorded instruments."""
     from ontoscope.stimuli.factors import FactorSpace
-    from ontoscope.stimuli.pairs import counterfactual_pairs
+    from ontoscope.stimuli.source import SOURCES, render_stimuli
 
-    space = FactorSpace.create(_names(factors))
+    if source not in SOURCES:
+        raise ConfigError(f"unknown --source {source!r}; use {' or '.join(SOURCES)}")
+    if source == "synth" and (bank is not None or programs is not None):
+        raise ConfigError("--bank and --programs need --source soundfont")
+    names = _names(factors)
+    if source == "soundfont" and names is None:
+        from ontoscope.stimuli.soundfont_set import DEFAULT_FACTORS
+
+        names = list(DEFAULT_FACTORS)
+    space = FactorSpace.create(names)
     space.check_sample_rate(sr)
     space.check_duration(seconds)
-    if pairs:
-        table = counterfactual_pairs(space, n, seed=seed)
-        meta = {"space": space_to_dict(space), "seed": seed, "pairs": True, "source": "synth"}
-        ds = StimulusSet.render(out_dir, table, sr, seconds, overwrite=overwrite, meta=meta)
-    else:
-        if method not in ("uniform", "grid", "lhs"):
-            raise ConfigError(f"unknown --method {method!r}; use uniform, grid or lhs")
-        ds = StimulusSet.synthesize(out_dir, space, n, sr, seconds, seed=seed, method=method,
-                                    overwrite=overwrite)
+    if method not in ("uniform", "grid", "lhs"):
+        raise ConfigError(f"unknown --method {method!r}; use uniform, grid or lhs")
+    ds = render_stimuli(out_dir, space, n, sr, seconds, seed, source=source, bank=bank, programs=programs,
+                        method=method, pairs=pairs, overwrite=overwrite)
     out.print(f"{len(ds)} clips at {sr} Hz, {seconds} s each -> {ds.root}")
+    for inst in ds.manifest.get("meta", {}).get("instruments", []):
+        swamped = [f for f in ("vibrato", "tremolo", "attack") if inst.get(f"swamps_{f}")]
+        if swamped:
+            out.print(f"program {inst['instrument']} ({inst['instrument_name']}): its own "
+                      f"{' and '.join(swamped)} swamps the control (see swamped_* in factors.parquet)",
+                      markup=False, highlight=False)
     if export is not None:
         ds.export(export)
         out.print(f"WAV files and factors.csv -> {export}")
@@ -175,9 +190,14 @@ def probe(
     views: str = typer.Option("frames,pooled,modulation", "--views", help="Comma-separated views."),
     probes: str = typer.Option("ridge,mlp", "--probes", help="Comma-separated probes: ridge, mlp."),
     chunk: int = typer.Option(64, "--chunk", help="Clips per forward pass."),
+    interventions: bool = typer.Option(False, "--interventions", help="Also steer, interchange, erase: the ICV "
+                                       "table, effect matrices and audio examples."),
+    pairs: Path = typer.Option(None, "--pairs", help="Counterfactual pairs (`ontoscope stimuli --pairs`) for IIA."),
+    das: bool = typer.Option(False, "--das", help="Fit a DAS subspace per (site, factor) on the pairs."),
+    sae: bool = typer.Option(False, "--sae", help="Fit a TopK sparse autoencoder per site (frames view)."),
     seed: int = typer.Option(0, "--seed", help="Seed of random weights, splits and probes."),
 ) -> None:
-    """Operational ontology I: probe what every site encodes, with disentanglement metrics."""
+    """Operational ontology: probe what every site encodes; with --interventions, what controls it."""
     from ontoscope.probing.cli import probe_command
 
     def names(text: str | None, option: str) -> list[str] | None:
@@ -189,7 +209,8 @@ def probe(
         return items
 
     probe_command(model_ref, data, out_dir, sites=names(sites, "--sites"), views=names(views, "--views"),
-                  probes=names(probes, "--probes"), chunk=chunk, seed=seed, console=out)
+                  probes=names(probes, "--probes"), chunk=chunk, interventions=interventions, pairs=pairs,
+                  das=das, sae=sae, seed=seed, console=out)
 
 
 @app.command()

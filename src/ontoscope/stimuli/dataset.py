@@ -5,6 +5,12 @@ Layout of a set directory::
     manifest.json        what the set is (written last: a set without it is incomplete)
     factors.parquet      one row per clip: clip, seed, factor values, rate_defined_*
     audio/shard-00000.npy  float32 [clips, samples], memory-mapped on load
+    columns/shard-00000.parquet  columns a renderer adds per shard (SoundFont sets: measured values)
+
+The manifest's ``meta.source`` says where the audio comes from: ``synth`` (the
+synthesizer, :meth:`StimulusSet.synthesize`) or ``soundfont`` (recorded
+instruments, :meth:`StimulusSet.soundfont`); both give the same files, so every
+later stage reads either.
 
 Rendering goes shard by shard with a progress bar; each shard is written
 atomically, so an interrupted render resumes where it stopped, and the same
@@ -17,7 +23,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +53,10 @@ def table_hash(table: pd.DataFrame) -> str:
 class StimulusSet:
     """A rendered stimulus set, loaded lazily from its directory.
 
-    Create one with :meth:`StimulusSet.render` (from a factor table) or
-    :meth:`StimulusSet.synthesize` (sampling a :class:`FactorSpace`); open one
-    with :meth:`StimulusSet.load`.
+    Create one with :meth:`StimulusSet.render` (from a factor table),
+    :meth:`StimulusSet.synthesize` (sampling a :class:`FactorSpace`) or
+    :meth:`StimulusSet.soundfont` (recorded instruments); open one with
+    :meth:`StimulusSet.load`.
 
     Attributes
     ----------
@@ -112,6 +119,53 @@ class StimulusSet:
         if "clip" not in table or "seed" not in table:
             raise StimulusSetError("the factor table needs 'clip' and 'seed' columns")
         check_table(table)
+
+        def shard(rows: pd.DataFrame) -> np.ndarray:
+            return render(rows, sr, seconds, max_partials=max_partials, chunk=64).cpu().numpy()
+
+        return cls.build(out, table, sr, seconds, shard, plan={"max_partials": int(max_partials)},
+                         shard_size=shard_size, overwrite=overwrite, progress=progress, meta=meta)
+
+    @classmethod
+    def build(
+        cls,
+        out: str | os.PathLike,
+        table: pd.DataFrame,
+        sr: int,
+        seconds: float,
+        render_shard: Callable[[pd.DataFrame], Any],
+        *,
+        plan: dict[str, Any] | None = None,
+        columns: bool = False,
+        shard_size: int = 256,
+        overwrite: bool = False,
+        progress: bool | None = None,
+        meta: dict[str, Any] | None = None,
+        finish: Callable[[pd.DataFrame], dict[str, Any]] | None = None,
+    ) -> StimulusSet:
+        """Render a stimulus set with any renderer, shard by shard (resumable); :meth:`render` uses the synthesizer.
+
+        Parameters
+        ----------
+        out, table, sr, seconds, shard_size, overwrite, progress, meta
+            As in :meth:`render`; ``table`` needs ``clip`` and ``seed`` columns.
+        render_shard : callable
+            ``render_shard(rows)`` renders the rows of one shard: an array ``[rows,
+            round(seconds · sr)]`` float32, or with ``columns`` a pair ``(audio, DataFrame)``
+            whose table (one row per clip, in order) holds columns to add to the set's
+            factor table (e.g. values measured on the rendered audio).
+        plan : dict, optional
+            JSON-serialisable facts that identify the rendering (renderer, its settings):
+            a set at ``out`` is resumed only if they and the table are the same.
+        columns : bool
+            ``render_shard`` returns extra columns; they are kept per shard in
+            ``columns/shard-NNNNN.parquet`` and joined to ``factors.parquet`` when the set completes.
+        finish : callable, optional
+            ``finish(factors)`` returns extra facts for the manifest's ``meta``, from the
+            complete factor table.
+        """
+        if "clip" not in table or "seed" not in table:
+            raise StimulusSetError("the factor table needs 'clip' and 'seed' columns")
         table = table.reset_index(drop=True)
         root = Path(out)
         n_samples = int(round(float(seconds) * sr))
@@ -122,12 +176,12 @@ class StimulusSet:
             "n_samples": n_samples,
             "n_clips": len(table),
             "shard_size": int(shard_size),
-            "max_partials": int(max_partials),
+            **(plan or {}),
             "table_hash": table_hash(table),
         }
         if (root / "manifest.json").exists() or (root / "plan.json").exists():
             old = _read_json(root / "plan.json") if (root / "plan.json").exists() else None
-            if old != plan:
+            if old != json.loads(json.dumps(plan)):
                 if not overwrite:
                     raise StimulusSetError(
                         f"{root} already holds a different stimulus set; choose another directory "
@@ -144,14 +198,35 @@ class StimulusSet:
         save_table(root / "factors.parquet", table)
         n_shards = (len(table) + shard_size - 1) // shard_size
         shards = [f"audio/shard-{i:05d}.npy" for i in range(n_shards)]
-        todo = [i for i in range(n_shards) if not _shard_ok(root / shards[i], _rows(i, shard_size, len(table)),
-                                                           n_samples)]
+        extra = [f"columns/shard-{i:05d}.parquet" for i in range(n_shards)]
+        todo = [i for i in range(n_shards)
+                if not _shard_ok(root / shards[i], _rows(i, shard_size, len(table)), n_samples)
+                or (columns and not (root / extra[i]).is_file())]
         for i in track(todo, len(todo), f"rendering {len(table)} clips", progress):
             rows = table.iloc[i * shard_size:(i + 1) * shard_size]
-            audio = render(rows, sr, seconds, max_partials=max_partials, chunk=64)
-            save_npy(root / shards[i], audio.cpu().numpy())
-        manifest = dict(plan, shards=shards, version=__version__, factors=list(FACTOR_NAMES),
-                        meta=meta or {})
+            result = render_shard(rows)
+            audio, cols = result if columns else (result, None)
+            audio = np.asarray(audio, dtype=np.float32)
+            if audio.shape != (len(rows), n_samples):
+                raise StimulusSetError(f"the renderer returned audio of shape {audio.shape} for {len(rows)} clips "
+                                       f"of {n_samples} samples")
+            if cols is not None:
+                save_table(root / extra[i], cols.reset_index(drop=True))
+            save_npy(root / shards[i], audio)
+        if columns:
+            parts = []
+            for i in range(n_shards):
+                try:
+                    parts.append(pd.read_parquet(root / extra[i]))
+                except (OSError, ValueError) as e:
+                    raise StimulusSetError(f"{root / extra[i]} cannot be read ({e}); render the set again") from None
+            added = pd.concat(parts, ignore_index=True)
+            table = pd.concat([table, added.drop(columns=[c for c in added if c in table])], axis=1)
+            save_table(root / "factors.parquet", table)
+        meta = dict(meta or {})
+        if finish is not None:
+            meta.update(finish(table))
+        manifest = dict(plan, shards=shards, version=__version__, factors=list(FACTOR_NAMES), meta=meta)
         save_json(root / "manifest.json", manifest)
         return cls.load(root)
 
@@ -174,6 +249,26 @@ class StimulusSet:
         meta = {"space": space_to_dict(space), "seed": seed, "method": method, "source": "synth"}
         meta.update(kwargs.pop("meta", {}) or {})
         return cls.render(out, table, sr, seconds, meta=meta, **kwargs)
+
+    @classmethod
+    def soundfont(
+        cls,
+        out: str | os.PathLike,
+        space: FactorSpace,
+        n: int,
+        sr: int = 16000,
+        seconds: float = 1.0,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> StimulusSet:
+        """Render ``n`` notes of recorded instruments from a SoundFont bank.
+
+        See :func:`ontoscope.stimuli.soundfont_set.render_soundfont_set` for the
+        keyword arguments (``bank``, ``programs``, ``pairs``, ...).
+        """
+        from ontoscope.stimuli.soundfont_set import render_soundfont_set
+
+        return render_soundfont_set(out, space, n, sr, seconds, seed, **kwargs)
 
     @classmethod
     def load(cls, root: str | os.PathLike) -> StimulusSet:
