@@ -146,3 +146,28 @@ def test_probe_command_on_a_planted_model(tmp_path):
         assert r.returncode == 2 and len(lines) == 1 and message in lines[0], r.stderr
         assert not (tmp_path / "q" / "probes.parquet").exists()
     assert not (tmp_path / "q" / "capture").exists()  # bad options fail before any work
+
+
+def test_probe_interventions_write_the_icv_table_and_audio(tmp_path):
+    common = ["--sr", 16000, "--seconds", 0.5, "--factors", "f0,loudness,noise", "--overwrite"]
+    assert run("stimuli", tmp_path / "set", "--n", 48, "--seed", 2, *common).returncode == 0
+    assert run("stimuli", tmp_path / "pairs", "--n", 4, "--seed", 3, "--pairs", *common).returncode == 0
+    r = run("probe", "planted:factors=f0+loudness+noise,omit=noise", "--data", tmp_path / "set", "--out",
+            tmp_path / "p", "--sites", "planted.latent", "--views", "pooled,frames", "--probes", "ridge",
+            "--interventions", "--pairs", tmp_path / "pairs", "--sae")
+    assert r.returncode == 0, r.stderr
+    assert "operational ontology" in r.stdout
+    op = pd.read_parquet(tmp_path / "p" / "operational.parquet").set_index("factor")
+    assert op.loc["f0", "status"] == "icv" and op.loc["noise", "status"] == "absent"
+    assert op.loc["f0", "iia"] > 0.9
+    assert (tmp_path / "p" / "examples" / "planted.latent" / "f0_steered.wav").is_file()
+    assert (tmp_path / "p" / "figures" / "icv_by_site.png").is_file()
+    assert (tmp_path / "p" / "figures" / "effects_by_site.png").is_file()
+    sae = pd.read_parquet(tmp_path / "p" / "sae.parquet")
+    assert set(sae["factor"]) == {"f0", "loudness", "noise"} and (sae["site"] == "planted.latent").all()
+    for args, message in [(["--das"], "add --interventions"), (["--interventions", "--das"], "give --pairs"),
+                          (["--sae", "--views", "pooled"], "frames view")]:
+        r = run("probe", "planted", "--data", tmp_path / "set", "--out", tmp_path / "q", *args)
+        lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+        assert r.returncode == 2 and len(lines) == 1 and message in lines[0], r.stderr
+    assert not (tmp_path / "q").exists()

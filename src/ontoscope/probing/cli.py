@@ -35,13 +35,20 @@ def probe_command(
     probes: Sequence[str] = ("ridge", "mlp"),
     chunk: int = 64,
     metrics_mode: str = "fast",
+    interventions: bool = False,
+    pairs: Path | None = None,
+    das: bool = False,
+    sae: bool = False,
     seed: int = 0,
     console: Console | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Capture, probe and score ``model_ref`` on the stimulus set ``data``; write the tables and figures to ``out``.
 
     Returns ``(probes, metrics)``: the tables written as ``probes.parquet`` (one row per site, view,
-    factor, probe) and ``metrics.parquet`` (one row per site).
+    factor, probe) and ``metrics.parquet`` (one row per site). With ``interventions``, the operational
+    ontology (:func:`~ontoscope.probing.operational.operational_ontology`; IIA with ``pairs``, DAS with
+    ``das``) goes to ``operational.parquet``, ``effects.parquet``, ``retention.parquet`` and ``examples/``;
+    with ``sae``, the sparse-autoencoder table of every site to ``sae.parquet``.
     """
     from ontoscope.models.registry import load_model
     from ontoscope.stimuli.dataset import StimulusSet, set_space
@@ -49,6 +56,12 @@ def probe_command(
     unknown = sorted(set(probes) - {"ridge", "mlp"})
     if unknown or not probes:
         raise ConfigError(f"unknown probe(s) {unknown}; use ridge and/or mlp")
+    if (pairs is not None or das) and not interventions:
+        raise ConfigError("--pairs and --das score interventions; add --interventions")
+    if das and pairs is None:
+        raise ConfigError("--das fits subspaces on counterfactual pairs; give --pairs DIR")
+    if sae and "frames" not in views:
+        raise ConfigError("--sae reads the frames view; add frames to --views")
     console = console or Console(soft_wrap=True)
     model = load_model(model_ref, seed=seed)
     ds = StimulusSet.load(data)
@@ -63,6 +76,20 @@ def probe_command(
         save_table(out / "metrics.parquet", metrics)
     write_probe_figures(table, out / "figures", metrics)
     _print_summary(table, console)
+    if sae:
+        from ontoscope.probing.sae import sae_site_analysis
+
+        sae_table = pd.concat([sae_site_analysis(cap, s, targets, seed=seed) for s in cap.sites], ignore_index=True)
+        save_table(out / "sae.parquet", sae_table)
+    if interventions:
+        from ontoscope.probing.figures import write_operational_figures
+        from ontoscope.probing.operational import operational_ontology
+
+        pair_set = StimulusSet.load(pairs) if pairs is not None else None
+        op = operational_ontology(model, ds, pairs=pair_set, sites=cap.sites, das=das, chunk=chunk, seed=seed)
+        op.save(out)
+        write_operational_figures(op.table, op.effects, out / "figures")
+        _print_status(op.status(), console)
     console.print(f"tables and figures -> {out}")
     return table, metrics
 
@@ -77,4 +104,15 @@ def _print_summary(table: pd.DataFrame, console: Console) -> None:
         t.add_column(s, justify="right")
     for factor, row in best.iterrows():
         t.add_row(str(factor), *[f"{row.get(s, float('nan')):.2f}" for s in sites])
+    console.print(t)
+
+
+def _print_status(status: pd.DataFrame, console: Console) -> None:
+    colour = {"icv": "green", "entangled": "yellow", "absent": "dim"}
+    t = Table(title="operational ontology: status per factor and site")
+    t.add_column("factor")
+    for s in status.columns:
+        t.add_column(str(s), justify="center")
+    for factor, row in status.iterrows():
+        t.add_row(str(factor), *[f"[{colour.get(v, 'white')}]{v}[/]" if isinstance(v, str) else "" for v in row])
     console.print(t)

@@ -10,7 +10,7 @@ import pandas as pd
 from ontoscope.artifacts import ensure_dir, save_figure
 from ontoscope.stimuli.factors import get_factor
 
-__all__ = ["write_probe_figures"]
+__all__ = ["write_operational_figures", "write_probe_figures"]
 
 
 def write_probe_figures(probes: pd.DataFrame, directory: str | os.PathLike,
@@ -60,4 +60,53 @@ def write_probe_figures(probes: pd.DataFrame, directory: str | os.PathLike,
         ax.set_ylabel("score")
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
         out.append(save_figure(d / "metrics_by_site.png", fig))
+    return out
+
+
+def write_operational_figures(table: pd.DataFrame, effects: pd.DataFrame, directory: str | os.PathLike
+                              ) -> list[Path]:
+    """The ICV score of every factor down the sites, and the static effect matrix of each site as a heatmap.
+
+    ``table`` and ``effects`` are :class:`~ontoscope.probing.operational.OperationalOntology`'s. In the
+    heatmaps, row ``i`` is the factor steered, column ``j`` the factor measured, the colour the slope
+    ``E[i, j]`` (normalised units per standard deviation of the site along the direction).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    d = ensure_dir(directory)
+    out = []
+    sites = table.drop_duplicates("site").sort_values("site_index")["site"].tolist()
+    pos = {s: i for i, s in enumerate(sites)}
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(sites) + 3), 3.6))
+    for i, ((factor, kind), g) in enumerate(table.groupby(["factor", "kind"], sort=False)):
+        style = "--" if get_factor(factor).kind == "oscillatory" else "-"
+        g = g.sort_values("site_index")
+        marker = "o" if kind == "static" else "^"
+        ax.plot([pos[s] for s in g["site"]], g["icv_score"], style, marker=marker, ms=4,
+                color=plt.cm.tab20(i % 20), label=factor if kind == "static" else f"{factor} (temporal)")
+    ax.set_xticks(range(len(sites)), sites, rotation=60, ha="right", fontsize=7)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("ICV score")
+    ax.set_xlabel("site")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    out.append(save_figure(d / "icv_by_site.png", fig))
+    static = effects[effects["kind"] == "static"] if len(effects) else effects
+    if len(static):
+        names = list(dict.fromkeys(static["measured"]))
+        fig, axes = plt.subplots(1, len(sites), figsize=(2.6 * len(sites) + 1.2, 2.9), squeeze=False)
+        lim = float(np.nanmax(np.abs(static["slope"]))) or 1.0
+        for ax, site in zip(axes[0], sites, strict=True):
+            m = (static[static["site"] == site].pivot_table(index="intended", columns="measured", values="slope")
+                 .reindex(index=names, columns=names))
+            im = ax.imshow(m.to_numpy(dtype=float), cmap="RdBu_r", vmin=-lim, vmax=lim)
+            ax.set_title(site, fontsize=8)
+            ax.set_xticks(range(len(names)), names, rotation=70, fontsize=6)
+            ax.set_yticks(range(len(names)), names if ax is axes[0][0] else [], fontsize=6)
+        axes[0][0].set_ylabel("steered")
+        fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="slope (normalised / σ)")
+        out.append(save_figure(d / "effects_by_site.png", fig))
     return out
