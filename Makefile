@@ -7,10 +7,12 @@ OUT     ?= runs/demo
 # System packages of the SoundFont stimuli: libfluidsynth and the FluidR3 General MIDI bank.
 SF_DEBS := fluidsynth fluid-soundfont-gm
 SF_BANK := /usr/share/sounds/sf2/FluidR3_GM.sf2
+# The headless browser the report's test loads the HTML report in.
+BROWSER_DEBS := chromium
 
-.PHONY: setup soundfont run test bench lint clean
+.PHONY: setup soundfont browser run test bench lint clean
 
-setup: soundfont $(STAMP)
+setup: soundfont browser $(STAMP)
 
 # Installs SF_DEBS where it can (root and apt-get); never fails: without them the SoundFont tests are skipped.
 soundfont:
@@ -28,11 +30,25 @@ soundfont:
 	       "'sudo apt-get install $(SF_DEBS)' (or set ONTOSCOPE_SOUNDFONT to a .sf2 file); until then their tests are skipped"; \
 	fi
 
+# Installs BROWSER_DEBS where it can (root and apt-get); never fails: without Chromium the browser test is skipped.
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing $(BROWSER_DEBS) with apt-get (headless test of the HTML report)"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  { apt-get install -y -q --no-install-recommends $(BROWSER_DEBS) >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && \
+	      apt-get install -y -q --no-install-recommends $(BROWSER_DEBS) >/dev/null 2>&1; }; } || \
+	  echo "apt-get could not install $(BROWSER_DEBS); the report's browser test will be skipped"; \
+	else \
+	  echo "the report's browser test needs Chromium: install it with 'sudo apt-get install $(BROWSER_DEBS)'; until then it is skipped"; \
+	fi
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,adapters,soundfont]'
+	$(BIN)/pip install -q -e '.[dev,adapters,soundfont,ray]'
 	$(BIN)/pip install -q --no-deps torchcrepe==0.0.24 pesto-pitch==2.0.1
 	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 'torch was replaced')"
 	touch $(STAMP)

@@ -214,6 +214,21 @@ def probe(
 
 
 @app.command()
+def report(
+    run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A finished study run (run.json and tables/)."),
+    examples: int = typer.Option(None, "--examples", help="Steering examples per model (default: the "
+                                 "config's report.examples, else 3)."),
+) -> None:
+    """Write RUN_DIR/report.html: claims, both ontologies per model, knobs, operator plots, steering audio."""
+    from ontoscope.report import write_report
+
+    if examples is not None and examples < 0:
+        raise ConfigError(f"--examples must be 0 or more, not {examples}")
+    path = write_report(run_dir, examples=examples)
+    out.print(f"report -> {path}", markup=False, highlight=False)
+
+
+@app.command()
 def demo(
     out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Where the stimulus set and tables go."),
     n: int = typer.Option(256, "--n", help="Number of clips."),
@@ -248,6 +263,44 @@ def _print_table(df, title: str) -> None:
     for _, row in df.iterrows():
         t.add_row(*[f"{v:.3g}" if isinstance(v, float) else str(v) for v in row])
     (out if out.is_terminal else Console(soft_wrap=True, width=160)).print(t)
+
+
+@app.command("run")
+def run_cmd(
+    config: Path = typer.Argument(..., metavar="CONFIG", help="Study config (YAML), e.g. configs/demo.yaml."),
+    out_dir: Path = typer.Option(None, "--out", help="Run directory (default: runs/<name>); resumes."),
+    force: str = typer.Option(None, "--force", help="Comma-separated stages to recompute (train, latent, ...)."),
+    executor: str = typer.Option("local", "--executor", help="local (in-process) or ray (a task per model)."),
+    address: str = typer.Option(None, "--address", help="Ray cluster: auto, or ray://HOST:PORT (default: a new "
+                                "local one)."),
+) -> None:
+    """Run a study: stimuli, training, both ontologies, their comparison and the report (cached, resumable)."""
+    from ontoscope.study import load_config, run_study
+
+    cfg, _ = load_config(config)
+    run_dir = out_dir or Path("runs") / cfg.name
+    stages = [f.strip() for f in force.split(",") if f.strip()] if force else []
+    if executor not in ("local", "ray"):
+        raise ConfigError(f"unknown executor {executor!r}; use local or ray")
+    path = run_study(config, run_dir, force=stages, executor=executor, address=address,
+                     console=lambda line: out.print(line, markup=False, highlight=False))
+    out.print(f"report -> {path}")
+
+
+@app.command("status")
+def status_cmd(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A study run directory.")) -> None:
+    """What is done in a study run directory."""
+    from rich.table import Table
+
+    from ontoscope.study import study_status
+
+    t = study_status(run_dir)
+    table = Table(title=f"{run_dir}: {int(t['done'].sum())} of {len(t)} stages done")
+    for c in ("stage", "label", "key", "done"):
+        table.add_column(c)
+    for r in t.itertuples(index=False):
+        table.add_row(r.stage, r.label, r.key, "yes" if r.done else "no")
+    out.print(table)
 
 
 def main() -> None:

@@ -150,7 +150,10 @@ def interchange_accuracy(
         others = [n for n in space.names if n != factor]
         drift = [np.abs(space[n].normalize(m[n].to_numpy()) - space[n].normalize(t[n].to_numpy()[b_pos]))
                  for n in others]
+        def mean(v: np.ndarray) -> float:  # NaN, without a warning, where the factor is undefined on every pair
+            v = np.asarray(v, dtype=np.float64)
+            return float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else float("nan")
+
         rows.append({"factor": factor, "site": site, "rank": int(np.shape(basis)[1]),
-                     "pairs": len(b_pos), "iia": float(np.nanmean(score)),
-                     "drift": float(np.nanmean(drift)) if others else float("nan")})
+                     "pairs": len(b_pos), "iia": mean(score), "drift": mean(drift) if others else float("nan")})
     return pd.DataFrame(rows)

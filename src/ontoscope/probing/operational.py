@@ -208,6 +208,7 @@ def operational_ontology(
     das: bool = False,
     das_steps: int = 60,
     erasure: bool = True,
+    max_erasure_dims: int = 2048,
     thresholds: ICVThresholds | None = None,
     test_fraction: float = 0.25,
     chunk: int = 32,
@@ -234,7 +235,8 @@ def operational_ontology(
     das : bool
         Fit a rank-1 DAS subspace per factor with pairs, from the probe direction (``das_steps`` steps).
     erasure : bool
-        Score LEACE erasure per site.
+        Score LEACE erasure per site, at sites of at most ``max_erasure_dims`` (flattened) channels
+        (LEACE holds their covariance: 2048 channels take 32 MB, a 32768-channel site 8.6 GB); NaN elsewhere.
     thresholds : ICVThresholds
     test_fraction : float
         Share of clips held out for decodability and for steering.
@@ -285,7 +287,7 @@ def operational_ontology(
                 sigma[name] = float(np.std(x @ dirs[name]))
         # 5. erasure
         erased = {}
-        if erasure:
+        if erasure and x.shape[1] <= max_erasure_dims:  # LEACE holds a d x d covariance
             cols = [n for n in names if n in dirs]
             complete = [n for n in space.names if np.isfinite(targets[n]).all()]
             cols = [n for n in cols if n in complete]

@@ -1,0 +1,255 @@
+"""Study configs: YAML validated by pydantic, expanded into the list of models a study runs.
+
+A config names the stimulus set, the models (family specs with grids over their
+knobs and seeds, or references to real models), the analyses and the report's
+options (``docs/studies.md``). :func:`load_config` validates the whole file,
+including every grid point's architecture, before any work starts; a bad config
+fails with one line that names the file, the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ontoscope.errors import ConfigError
+
+__all__ = ["AnalysesConfig", "ModelPlan", "StudyConfig", "expand_models", "load_config", "parse_config"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StimuliConfig(_Strict):
+    """The stimulus set every model of the study is trained on and analysed with."""
+
+    source: Literal["synth", "soundfont"] = "synth"
+    factors: list[str] | None = Field(None, description="varied factors (default: the canon's default space)")
+    ranges: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    sample_rate: int = Field(16000, ge=4000, le=96000)
+    seconds: float = Field(1.0, gt=0, le=30)
+    n: int = Field(256, ge=16, le=1_000_000)
+    pairs: int = Field(8, ge=0, le=10_000, description="counterfactual pairs per factor (0: no IIA)")
+    seed: int = 0
+    bank: str | None = None
+    programs: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _soundfont(self) -> StimuliConfig:
+        if self.source == "soundfont" and not self.bank:
+            raise ValueError("a soundfont source needs bank: PATH (a General MIDI .sf2)")
+        return self
+
+
+class FamilyModels(_Strict):
+    """Models of ontoscope's family: a fixed ``arch``, a ``grid`` over its knobs, a training recipe, seeds."""
+
+    family: Literal["conv_ae", "tcn", "spec_cnn"]
+    arch: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    train: dict[str, Any] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    trained: bool = True
+    name: str | None = None
+
+    @field_validator("grid")
+    @classmethod
+    def _grid(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for k, vals in v.items():
+            if not vals:
+                raise ValueError(f"grid.{k} is empty; give at least one value")
+        return v
+
+
+class PretrainedModel(_Strict):
+    """A real model by reference (``crepe:tiny``, ``pesto``, ``hf:NAME``; see ``ontoscope models``)."""
+
+    ref: str
+    name: str | None = None
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+
+
+class LatentConfig(_Strict):
+    seeds: int = Field(2, ge=0, le=32, description="random initialisations for the Jacobian statistics")
+    sweep_points: int = Field(96, ge=8)
+    jacobians: bool = True
+
+
+class OperationalConfig(_Strict):
+    n_steer: int = Field(8, ge=2)
+    das: bool = False
+    temporal: bool = True
+    erasure: bool = True
+    sites: list[str] | None = None
+    max_sites: int | None = Field(None, ge=1, description="at most this many sites, evenly spread, the "
+                                  "bottleneck always among them")
+
+
+class AnalysesConfig(_Strict):
+    """Which analyses run (``false`` skips one)."""
+
+    latent: LatentConfig | Literal[False] = Field(default_factory=LatentConfig)
+    operational: OperationalConfig | Literal[False] = Field(default_factory=OperationalConfig)
+
+
+class ReportConfig(_Strict):
+    examples: int = Field(3, ge=0, le=50, description="steering examples per model")
+    enabled: bool = True
+
+
+class StudyConfig(_Strict):
+    """A whole study."""
+
+    name: str = Field(..., min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    stimuli: StimuliConfig = Field(default_factory=StimuliConfig)
+    models: list[FamilyModels | PretrainedModel] = Field(..., min_length=1)
+    analyses: AnalysesConfig = Field(default_factory=AnalysesConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+
+class ModelPlan(BaseModel):
+    """One model of an expanded study: its id, how to get it, and its knobs."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    kind: Literal["family", "pretrained"]
+    ref: str
+    spec: dict[str, Any] | None = None
+    train: dict[str, Any] | None = None
+    seed: int = 0
+    trained: bool = True
+    knobs: dict[str, Any] = Field(default_factory=dict)
+
+    def key_data(self) -> dict[str, Any]:
+        """What the model's stages depend on (everything but its display id)."""
+        return {"kind": self.kind, "ref": self.ref, "spec": self.spec, "train": self.train, "seed": self.seed,
+                "trained": self.trained}
+
+
+def _format_error(source: str, e: ValidationError) -> str:
+    err = e.errors()[0]
+    # pydantic names the union member it tried (``FamilyModels``, ``OperationalConfig``, ``literal[False]``)
+    loc = ".".join(str(p) for p in err["loc"] if not (str(p)[:1].isupper() or "[" in str(p)))
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key; check the spelling against docs/studies.md"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    return f"{source}: {loc or 'config'}: {msg}"
+
+
+def parse_config(data: Any, source: str = "config") -> StudyConfig:
+    """Validate a config mapping (and every model it expands to); one-line :class:`ConfigError` otherwise."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a study config is a mapping of keys (name, stimuli, models, ...)")
+    models = data.get("models")
+    if isinstance(models, list):  # pick the model kind by its keys, for a clear error on either
+        for i, m in enumerate(models):
+            if isinstance(m, dict) and "ref" in m and "family" in m:
+                raise ConfigError(f"{source}: models.{i}: give either family (a family grid) or ref (a real "
+                                  "model), not both")
+    try:
+        cfg = StudyConfig(**data)
+    except ValidationError as e:
+        raise ConfigError(_format_error(source, e)) from None
+    except TypeError as e:
+        raise ConfigError(f"{source}: {e}") from None
+    from ontoscope.stimuli.factors import FactorSpace
+
+    try:
+        FactorSpace.create(cfg.stimuli.factors, ranges={k: tuple(v) for k, v in cfg.stimuli.ranges.items()})
+    except Exception as e:  # noqa: BLE001 - any factor error is the user's, in one line
+        raise ConfigError(f"{source}: stimuli: {e}") from None
+    expand_models(cfg, source)
+    return cfg
+
+
+def load_config(path: str | os.PathLike) -> tuple[StudyConfig, str]:
+    """Read and validate a study YAML; returns the config and its text."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such config file; see configs/demo.yaml for an example")
+    text = p.read_text()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}: not valid YAML{where}; check the indentation and colons") from None
+    return parse_config(data, str(p)), text
+
+
+def _short_hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def expand_models(cfg: StudyConfig, source: str = "config") -> list[ModelPlan]:
+    """Every model of the study, grid points times seeds, each architecture validated."""
+    from ontoscope.models.spec import parse_spec, spec_to_dict
+    from ontoscope.models.train import parse_config as parse_train
+
+    plans: list[ModelPlan] = []
+    for i, entry in enumerate(cfg.models):
+        if isinstance(entry, PretrainedModel):
+            from ontoscope.models.registry import list_models
+
+            base = entry.ref.split(":")[0]
+            known = {name.split(":")[0] for name, _ in list_models()}
+            if base not in known and not Path(entry.ref).exists():
+                raise ConfigError(f"{source}: models.{i}.ref: unknown model {entry.ref!r}; known: "
+                                  f"{', '.join(sorted(known))}")
+            for seed in entry.seeds:
+                name = entry.name or entry.ref.replace(":", "_").replace("/", "_")
+                plans.append(ModelPlan(id=f"{name}_seed{seed}", kind="pretrained", ref=entry.ref, seed=seed,
+                                       knobs={"family": "pretrained"}))
+            continue
+        keys = list(entry.grid)
+        for values in itertools.product(*(entry.grid[k] for k in keys)):
+            arch = {"family": entry.family, "sample_rate": cfg.stimuli.sample_rate, **entry.arch,
+                    **dict(zip(keys, values, strict=True))}
+            try:
+                spec = parse_spec(arch, source=f"{source}: models.{i}")
+            except ConfigError:
+                raise
+            except Exception as e:  # noqa: BLE001
+                raise ConfigError(f"{source}: models.{i}: {e}") from None
+            sd = spec_to_dict(spec)
+            for seed in entry.seeds:
+                try:
+                    train = parse_train({**entry.train, "seed": seed}).model_dump()
+                except ConfigError as e:
+                    raise ConfigError(f"{source}: models.{i}.train.{str(e).removeprefix('training config: ')}"
+                                      ) from None
+                knobs = _knobs(sd, int(spec.total_stride), train, entry.trained)
+                label = "_".join(f"{k}{_label(v)}" for k, v in zip(keys, values, strict=True))
+                name = entry.name or entry.family
+                pid = f"{name}{'_' + label if label else ''}_seed{seed}"
+                plans.append(ModelPlan(id=pid, kind="family", ref=entry.family, spec=sd, train=train, seed=seed,
+                                       trained=entry.trained, knobs=knobs))
+    ids = [p.id for p in plans]
+    dup = sorted({x for x in ids if ids.count(x) > 1})
+    if dup:
+        raise ConfigError(f"{source}: models: two entries give the same model {dup[0]!r}; give each a distinct name")
+    return plans
+
+
+def _label(v: Any) -> str:
+    if isinstance(v, list):
+        return "x".join(str(x) for x in v)
+    return str(v)
+
+
+def _knobs(spec: dict[str, Any], total_stride: int, train: dict[str, Any], trained: bool) -> dict[str, Any]:
+    return {"family": spec["family"], "total_stride": total_stride,
+            "bottleneck": spec.get("bottleneck"), "antialias": spec.get("antialias"),
+            "width": spec.get("width"), "depth": spec.get("depth"), "data_size": train.get("data_size"),
+            "steps": train.get("steps"), "trained": trained}

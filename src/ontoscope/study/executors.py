@@ -1,0 +1,88 @@
+"""Executors: where a study's per-model stages run.
+
+``local`` runs them in-process, one model after the other. ``ray`` submits each
+model's chain (train → latent → operational) as one Ray task, with the stages'
+CPU (and, with ``device: cuda`` in the training recipe, GPU) needs as the task's
+resources, and ``retries`` re-executions when a worker dies. A re-executed task
+skips the stages already finished and resumes training from its checkpoint
+(:mod:`~ontoscope.study.cache`), so a killed worker costs only the unfinished
+part of its stage. Results are written to the run directory, which every worker
+must see: a local path on one machine, or a directory on storage shared by the
+cluster's nodes (NFS, a mounted bucket).
+
+References
+----------
+Moritz, P., et al. (2018). Ray: a distributed framework for emerging AI applications. OSDI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ontoscope.errors import ConfigError
+from ontoscope.study.config import StudyConfig
+
+__all__ = ["run_on_ray"]
+
+
+def _resources(m: dict[str, Any]) -> dict[str, float]:
+    plan = m["plan"]
+    device = (plan.train or {}).get("device", "auto")
+    gpus = 1.0 if device == "cuda" else 0.0
+    return {"num_cpus": 1, "num_gpus": gpus}
+
+
+def _chain(cfg: StudyConfig, m: dict[str, Any], stim: str, pairs: str | None, forced: set[str],
+           threads: int) -> dict[str, Any]:
+    import torch
+
+    from ontoscope.study.run import model_chain
+
+    torch.set_num_threads(threads)  # the driver's: CPU reductions, hence the tables, depend on the thread count
+    return model_chain(cfg, m, Path(stim), Path(pairs) if pairs else None, forced)
+
+
+def run_on_ray(cfg: StudyConfig, models: list[dict[str, Any]], stim: Path, pairs: Path | None, forced: set[str],
+               console: Callable[[str], None] | None = None, *, address: str | None = None,
+               retries: int = 3) -> list[dict[str, Any]]:
+    """Run every model's chain as a Ray task; the records in model order."""
+    import torch
+
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("the ray executor needs Ray: pip install 'ontoscope[ray]'") from None
+    started = False
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, ValueError, RuntimeError) as e:
+            raise ConfigError(f"cannot reach the Ray cluster at {address or 'a new local cluster'}: {e}; "
+                              "check --address (auto, or ray://HOST:PORT)") from None
+        started = True
+    try:
+        task = ray.remote(max_retries=retries, retry_exceptions=False)(_chain)
+        refs = []
+        for m in models:
+            if console is not None:
+                console(f"queue {'model':<12} {m['plan'].id}")
+            refs.append(task.options(**_resources(m)).remote(cfg, m, str(stim), str(pairs) if pairs else None,
+                                                               forced, torch.get_num_threads()))
+        records = []
+        for m, ref in zip(models, refs, strict=True):
+            try:
+                records.append(ray.get(ref))
+            except ray.exceptions.RayTaskError as e:
+                cause = e.cause if getattr(e, "cause", None) is not None else e
+                raise cause from None
+            except ray.exceptions.WorkerCrashedError:
+                raise ConfigError(f"the Ray worker running {m['plan'].id} died {retries + 1} times; see the "
+                                  "Ray logs, then run the same command again to resume") from None
+            if console is not None:
+                console(f"done  {'model':<12} {m['plan'].id}")
+        return records
+    finally:
+        if started:
+            ray.shutdown()

@@ -1,0 +1,127 @@
+"""The stages of a study, each a function of its config slice and its inputs' directories.
+
+stimuli → pairs → train (per model) → latent (per model) → operational (per model) → comparison → report.
+Each writes into the directory it is given (:class:`~ontoscope.study.cache.Stage`) and returns what
+``stage.json`` records.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ontoscope.models.protocol import AudioModel
+from ontoscope.study.config import ModelPlan, StudyConfig
+
+__all__ = ["choose_sites", "latent_stage", "load_plan_model", "operational_stage", "pairs_stage", "stimuli_stage",
+           "train_stage"]
+
+
+def _space(cfg: StudyConfig):
+    from ontoscope.stimuli.factors import FactorSpace
+
+    s = cfg.stimuli
+    return FactorSpace.create(s.factors, ranges={k: tuple(v) for k, v in s.ranges.items()})
+
+
+def _render(cfg: StudyConfig, out: Path, pairs: bool) -> dict[str, Any]:
+    from ontoscope.stimuli.source import render_stimuli
+
+    s = cfg.stimuli
+    n = s.pairs if pairs else s.n
+    render_stimuli(out / "set", _space(cfg), n, s.sample_rate, s.seconds, s.seed + (1 if pairs else 0),
+                   source=s.source, bank=s.bank, programs=s.programs, pairs=pairs, overwrite=True, progress=False)
+    return {"clips": n}
+
+
+def stimuli_stage(cfg: StudyConfig, out: Path) -> dict[str, Any]:
+    """The study's stimulus set, under ``out/set``."""
+    return _render(cfg, out, pairs=False)
+
+
+def pairs_stage(cfg: StudyConfig, out: Path) -> dict[str, Any]:
+    """Counterfactual pairs (``stimuli.pairs`` per factor), under ``out/set``."""
+    return _render(cfg, out, pairs=True)
+
+
+def train_stage(plan: ModelPlan, stimuli: Path, out: Path) -> dict[str, Any]:
+    """Train a family model on the stimuli into ``out`` (resuming a checkpoint left there)."""
+    from ontoscope.models.spec import parse_spec
+    from ontoscope.models.train import train
+
+    spec = parse_spec(plan.spec)
+    _, card = train(spec, stimuli / "set", out, plan.train, progress=False)
+    return {"final_eval": card.get("final_eval"), "steps": plan.train.get("steps")}
+
+
+def load_plan_model(plan: ModelPlan, train_dir: Path | None) -> AudioModel:
+    """The model of a plan: its trained checkpoint, its initialisation, or the real model."""
+    if plan.kind == "pretrained":
+        from ontoscope.models.registry import load_model
+
+        return load_model(plan.ref, seed=plan.seed)
+    from ontoscope.models.family import build
+    from ontoscope.models.spec import parse_spec
+
+    if plan.trained and train_dir is not None:
+        from ontoscope.models.checkpoint import load_checkpoint
+
+        model, _ = load_checkpoint(train_dir)
+        return model.eval()
+    return build(parse_spec(plan.spec), seed=plan.seed).eval()
+
+
+def latent_stage(cfg: StudyConfig, plan: ModelPlan, train_dir: Path | None, out: Path) -> dict[str, Any]:
+    """The latent ontology of one model (``LatentOntology.save`` layout)."""
+    from ontoscope.operators.latent import analyze
+
+    lc = cfg.analyses.latent
+    model = load_plan_model(plan, train_dir)
+    init = None
+    if plan.kind == "family":
+        from ontoscope.models.family import build
+        from ontoscope.models.spec import parse_spec
+
+        spec = parse_spec(plan.spec)
+
+        def init(seed: int) -> AudioModel:
+            return build(spec, seed=seed).eval()
+
+    lat = analyze(model, factors=_space(cfg), seeds=lc.seeds, ref=plan.id, init=init if plan.kind == "family"
+                  else None, sweep_points=lc.sweep_points, jacobians=lc.jacobians, seed=plan.seed, progress=False)
+    lat.save(out)
+    return {"rows": len(lat.factors)}
+
+
+def choose_sites(model: AudioModel, max_sites: int | None) -> list[str] | None:
+    """At most ``max_sites`` of the model's sites, evenly spread in order, with its bottleneck (if any)."""
+    sites = model.sites()
+    if max_sites is None or len(sites) <= max_sites:
+        return None
+    import numpy as np
+
+    keep = {int(round(i)) for i in np.linspace(0, len(sites) - 1, max_sites)}
+    neck = [i for i, s in enumerate(sites) if s.role == "bottleneck"]
+    if neck and neck[0] not in keep:
+        keep.discard(min(keep, key=lambda i: abs(i - neck[0])))
+        keep.add(neck[0])
+    return [sites[i].name for i in sorted(keep)]
+
+
+def operational_stage(cfg: StudyConfig, plan: ModelPlan, train_dir: Path | None, stimuli: Path,
+                      pairs: Path | None, out: Path) -> dict[str, Any]:
+    """The operational ontology of one model, with its figures (``OperationalOntology.save`` layout)."""
+    from ontoscope.probing.figures import write_operational_figures
+    from ontoscope.probing.operational import operational_ontology
+    from ontoscope.stimuli.dataset import StimulusSet
+
+    oc = cfg.analyses.operational
+    model = load_plan_model(plan, train_dir)
+    pair_set = StimulusSet.load(pairs / "set") if pairs is not None else None
+    op = operational_ontology(model, StimulusSet.load(stimuli / "set"), pairs=pair_set,
+                              sites=oc.sites or choose_sites(model, oc.max_sites),
+                              n_steer=oc.n_steer, das=oc.das, temporal=oc.temporal, erasure=oc.erasure,
+                              seed=plan.seed, progress=False)
+    op.save(out)
+    write_operational_figures(op.table, op.effects, out / "figures")
+    return {"rows": len(op.table)}

@@ -1,0 +1,155 @@
+"""Running a study: cached stages, kill -9 and resume, identical tables, status, unwritable output."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ontoscope.artifacts import OutputError
+from ontoscope.study import run_study, study_status
+
+BIN = Path(sys.executable).parent / "ontoscope"
+
+CONFIG = """\
+name: tiny
+stimuli: {factors: [f0, loudness], n: 32, seconds: 0.5, pairs: 2, seed: 1}
+models:
+  - family: conv_ae
+    arch: {width: 4, depth: 0}
+    grid: {strides: [[2, 2], [4, 4]]}
+    train: {steps: 40, batch_size: 8, warmup: 2, eval_every: 10, checkpoint_every: 5}
+analyses:
+  latent: {seeds: 1, sweep_points: 16, jacobians: false}
+  operational: {n_steer: 3, max_sites: 2, erasure: false}
+report: {examples: 1}
+"""
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    path.write_text(CONFIG)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clean(config, tmp_path_factory):
+    out = tmp_path_factory.mktemp("clean") / "run"
+    run_study(config, out)
+    return out
+
+
+def _tables(run: Path) -> dict[str, pd.DataFrame]:
+    return {p.name: pd.read_parquet(p) for p in sorted((run / "tables").glob("*.parquet"))}
+
+
+def _kill_when(config: Path, out: Path, pattern: str, timeout: float = 240) -> None:
+    """Start the study, kill -9 it as soon as a path matching ``pattern`` appears under ``out``."""
+    proc = subprocess.Popen([str(BIN), "run", str(config), "--out", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    t0 = time.time()
+    try:
+        while time.time() - t0 < timeout:
+            if list(out.glob(pattern)):
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"the study ended before {pattern} appeared")
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"{pattern} never appeared")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.slow
+def test_a_killed_study_resumes_to_the_same_tables(config, clean, tmp_path):
+    out = tmp_path / "run"
+    _kill_when(config, out, "stages/train/*.partial/*")  # during training
+    assert not (out / "tables").exists()
+    _kill_when(config, out, "stages/operational/*.partial")  # during probing
+    done = study_status_done(out)
+    assert done["train"] >= 1
+    r = subprocess.run([str(BIN), "run", str(config), "--out", str(out)], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "done  stimuli" in r.stdout and "report ->" in r.stdout
+    a, b = _tables(clean), _tables(out)
+    assert a.keys() == b.keys() and {"latent.parquet", "operational.parquet", "comparison.parquet"} <= set(a)
+    for name in a:
+        pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=name)
+    assert (out / "report.html").is_file()
+
+
+def study_status_done(run: Path) -> dict[str, int]:
+    t = study_status(run)
+    return t[t["done"]].groupby("stage").size().to_dict()
+
+
+def test_a_finished_study_is_all_cached(config, clean):
+    t0 = time.perf_counter()
+    lines = []
+    run_study(config, clean, console=lines.append)
+    assert all(line.startswith("done") for line in lines), lines
+    assert time.perf_counter() - t0 < 20
+    status = study_status(clean)
+    assert status["done"].all() and set(status["stage"]) >= {"stimuli", "pairs", "train", "latent", "operational",
+                                                             "comparison", "report"}
+    r = subprocess.run([str(BIN), "status", str(clean)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "stages done" in r.stdout
+
+
+def test_force_recomputes_a_stage(config, clean):
+    lines = []
+    run_study(config, clean, force=["latent"], console=lines.append)
+    assert sum(line.startswith("run   latent") for line in lines) == 2
+    assert all(line.startswith("done") for line in lines if "train" in line)
+
+
+def test_unwritable_output_is_reported(config, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(OutputError, match="cannot write the run directory"):
+        run_study(config, blocker / "run")
+    r = subprocess.run([str(BIN), "run", str(config), "--out", str(blocker / "run")], capture_output=True, text=True)
+    assert r.returncode == 2 and "cannot write" in r.stderr
+
+
+@pytest.mark.slow
+def test_ray_gives_the_local_tables_even_when_a_worker_is_killed(config, clean, tmp_path):
+    """The same stages as Ray tasks on a local cluster (2 CPUs), one worker killed with -9 mid-training."""
+    ray = pytest.importorskip("ray")
+    cfg = config
+    killed = []
+
+    def killer():  # kill -9 the first worker seen training, once
+        t0 = time.time()
+        while time.time() - t0 < 240 and not killed:
+            if list((tmp_path / "ray").glob("stages/train/*.partial/*")):
+                r = subprocess.run(["pkill", "-9", "-f", "ray::_chain"], capture_output=True)
+                if r.returncode == 0:
+                    killed.append(time.time())
+                    return
+            time.sleep(0.05)
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        thread = threading.Thread(target=killer, daemon=True)
+        thread.start()
+        lines = []
+        run_study(cfg, tmp_path / "ray", executor="ray", retries=3, console=lines.append)
+        thread.join(timeout=1)
+    finally:
+        ray.shutdown()
+    assert killed, "no worker was killed: the test did not exercise a retry"
+    assert sum(line.startswith("queue") for line in lines) == 2
+    a, b = _tables(clean), _tables(tmp_path / "ray")
+    assert a.keys() == b.keys() and "operational.parquet" in a
+    for name in a:
+        pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=name)
