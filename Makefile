@@ -54,7 +54,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/ontoscope demo --out $(OUT)
+	$(BIN)/ontoscope run configs/demo.yaml --out $(OUT)
 
 test: setup
 	$(BIN)/ruff check src tests benchmarks

@@ -435,6 +435,8 @@ def _chromium() -> str | None:
 def test_report_in_headless_chromium(run_dir, report, tmp_path):
     binary = _chromium()
     if binary is None or shutil.which("bash") is None:
+        if os.environ.get("ONTOSCOPE_REQUIRE_BROWSER"):
+            pytest.fail("Chromium is required here (ONTOSCOPE_REQUIRE_BROWSER) but not installed")
         pytest.skip("Chromium is not installed: `apt-get install chromium` (make setup does, as root)")
     browser = DevTools(binary, tmp_path / "profile", tmp_path / "chromium.log")
     try:

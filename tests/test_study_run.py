@@ -153,3 +153,23 @@ def test_ray_gives_the_local_tables_even_when_a_worker_is_killed(config, clean, 
     assert a.keys() == b.keys() and "operational.parquet" in a
     for name in a:
         pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=name)
+
+
+def test_a_run_directory_on_an_fsspec_url_resumes_from_another_working_copy(config, clean, tmp_path,
+                                                                             monkeypatch):
+    """A run kept at a URL (here file://, as a shared mount): every finished stage is uploaded, its stage.json
+    last; a second machine (a fresh working copy) finds every stage done and writes the same tables."""
+    url = f"file://{tmp_path}/shared/run"
+    monkeypatch.setenv("ONTOSCOPE_CACHE", str(tmp_path / "machine1"))
+    run_study(config, url)
+    remote = tmp_path / "shared" / "run"
+    assert (remote / "report.html").is_file() and (remote / "tables" / "operational.parquet").is_file()
+    assert len(list(remote.glob("stages/*/*/stage.json"))) == len(list(clean.glob("stages/*/*/stage.json")))
+    monkeypatch.setenv("ONTOSCOPE_CACHE", str(tmp_path / "machine2"))
+    lines = []
+    run_study(config, url, console=lines.append)
+    assert all(line.startswith("done") for line in lines), lines
+    a, b = _tables(clean), {p.name: pd.read_parquet(p) for p in sorted((remote / "tables").glob("*.parquet"))}
+    assert a.keys() == b.keys()
+    for name in a:
+        pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=name)

@@ -2,8 +2,8 @@
 
 :func:`operational_ontology` runs, for every site and factor of a stimulus set:
 
-1. a linear probe (:func:`~ontoscope.probing.probes.ridge_cv`) on the site's
-   time-averaged channels: held-out ``decodability`` (R²) and the readout
+1. a linear probe (:func:`~ontoscope.probing.probes.ridge_cv`) on the site's time-averaged
+   channels (scaled by one factor per site): held-out ``decodability`` (R²) and the readout
    direction ``d`` (unit, in the site's own units);
 2. steering along ``d`` (:func:`~ontoscope.probing.steering.effect_matrix`) by
    ``magnitudes`` standard deviations of the site's projection on ``d``, on
@@ -277,9 +277,13 @@ def operational_ontology(
             tr, te = train[np.isfinite(y_all[train, j])], test[np.isfinite(y_all[test, j])]
             if len(tr) < 8 or len(te) < 2:
                 continue
-            res = ridge_cv(x[tr], y_all[tr, j:j + 1], seed=seed)
-            w = res.coef[:, 0]
-            pred = res.predict(x[te])
+            # one scale for the whole site (its RMS channel deviation), so that the penalty grid fits any site's
+            # units without magnifying near-constant channels; the weights go back to site units
+            mu = x[tr].mean(0)
+            sd = float(np.sqrt(np.mean(x[tr].var(0)))) or 1.0
+            res = ridge_cv((x[tr] - mu) / sd, y_all[tr, j:j + 1], seed=seed)
+            w = res.coef[:, 0] / sd
+            pred = res.predict((x[te] - mu) / sd)
             dec[name] = float(r2_score(torch.as_tensor(y_all[te, j:j + 1]), torch.as_tensor(pred))[0])
             norm = np.linalg.norm(w)
             if norm > 0:

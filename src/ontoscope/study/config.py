@@ -209,8 +209,10 @@ def expand_models(cfg: StudyConfig, source: str = "config") -> list[ModelPlan]:
                                   f"{', '.join(sorted(known))}")
             for seed in entry.seeds:
                 name = entry.name or entry.ref.replace(":", "_").replace("/", "_")
+                knobs = {k: None for k in ("total_stride", "bottleneck", "antialias", "width", "depth",
+                                           "data_size", "steps")}
                 plans.append(ModelPlan(id=f"{name}_seed{seed}", kind="pretrained", ref=entry.ref, seed=seed,
-                                       knobs={"family": "pretrained"}))
+                                       knobs={**knobs, "family": "pretrained", "trained": True}))
             continue
         keys = list(entry.grid)
         for values in itertools.product(*(entry.grid[k] for k in keys)):

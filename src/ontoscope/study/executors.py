@@ -17,6 +17,7 @@ Moritz, P., et al. (2018). Ray: a distributed framework for emerging AI applicat
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -35,19 +36,37 @@ def _resources(m: dict[str, Any]) -> dict[str, float]:
 
 
 def _chain(cfg: StudyConfig, m: dict[str, Any], stim: str, pairs: str | None, forced: set[str],
-           threads: int) -> dict[str, Any]:
+           threads: int, url: str | None) -> dict[str, Any]:
+    import dataclasses
+
     import torch
 
     from ontoscope.study.run import model_chain
+    from ontoscope.study.storage import RunStore
 
     torch.set_num_threads(threads)  # the driver's: CPU reductions, hence the tables, depend on the thread count
-    return model_chain(cfg, m, Path(stim), Path(pairs) if pairs else None, forced)
+    store = None
+    if url is not None:  # this node's working copy of the run, fetched from the URL
+        store = RunStore(url)
+        store.pull()
+        m = {k: dataclasses.replace(v, run=store.local) if hasattr(v, "key") else v for k, v in m.items()}
+        stim = str(store.local / Path(stim).relative_to(Path(stim).parents[2]))
+        pairs = str(store.local / Path(pairs).relative_to(Path(pairs).parents[2])) if pairs else None
+    record = model_chain(cfg, m, Path(stim), Path(pairs) if pairs else None, forced, store=store)
+    if store is not None:  # paths in the record are this node's; the driver reads its own copy
+        record = {k: (None if v is None else Path(os.path.relpath(v, store.local))) if k in ("latent", "operational")
+                  else v for k, v in record.items()}
+    return record
 
 
 def run_on_ray(cfg: StudyConfig, models: list[dict[str, Any]], stim: Path, pairs: Path | None, forced: set[str],
                console: Callable[[str], None] | None = None, *, address: str | None = None,
-               retries: int = 3) -> list[dict[str, Any]]:
-    """Run every model's chain as a Ray task; the records in model order."""
+               retries: int = 3, url: str | None = None) -> list[dict[str, Any]]:
+    """Run every model's chain as a Ray task; the records in model order.
+
+    With ``url`` (a run directory on shared storage), each task works in its node's own copy of the run and
+    uploads what it finishes; the records' directories are then relative to the run directory.
+    """
     import torch
 
     try:
@@ -69,11 +88,16 @@ def run_on_ray(cfg: StudyConfig, models: list[dict[str, Any]], stim: Path, pairs
             if console is not None:
                 console(f"queue {'model':<12} {m['plan'].id}")
             refs.append(task.options(**_resources(m)).remote(cfg, m, str(stim), str(pairs) if pairs else None,
-                                                               forced, torch.get_num_threads()))
+                                                               forced, torch.get_num_threads(), url))
         records = []
         for m, ref in zip(models, refs, strict=True):
             try:
-                records.append(ray.get(ref))
+                record = ray.get(ref)
+                if url is not None:
+                    root = Path(stim).parents[2]
+                    record = {k: (root / v if k in ("latent", "operational") and v is not None else v)
+                              for k, v in record.items()}
+                records.append(record)
             except ray.exceptions.RayTaskError as e:
                 cause = e.cause if getattr(e, "cause", None) is not None else e
                 raise cause from None

@@ -19,11 +19,12 @@ from typing import Any
 
 import pandas as pd
 
-from ontoscope.artifacts import OutputError, ensure_dir, save_json, save_table, write_atomic
+from ontoscope.artifacts import ensure_dir, save_json, save_table, write_atomic
 from ontoscope.errors import ConfigError
 from ontoscope.study.cache import Stage, stage_key
 from ontoscope.study.config import ModelPlan, StudyConfig, expand_models, load_config
 from ontoscope.study.stages import latent_stage, operational_stage, pairs_stage, stimuli_stage, train_stage
+from ontoscope.study.storage import RunStore
 
 __all__ = ["STAGES", "plan_stages", "run_study", "study_status"]
 
@@ -68,16 +69,6 @@ def plan_stages(cfg: StudyConfig, run: Path) -> dict[str, Any]:
     return {"stimuli": stim, "pairs": pairs, "models": models, "comparison": comparison, "report": report}
 
 
-def _check_writable(run: Path) -> None:
-    try:
-        ensure_dir(run)
-        probe = run / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise OutputError(f"cannot write the run directory {run}: {e.strerror or e}; choose another --out") from None
-
-
 def _log(console: Callable[[str], None] | None, text: str) -> None:
     if console is not None:
         console(text)
@@ -99,49 +90,68 @@ def run_study(config: str | os.PathLike | StudyConfig, out: str | os.PathLike, *
     unknown = sorted(set(force) - set(STAGES))
     if unknown:
         raise ConfigError(f"--force: unknown stage(s) {unknown}; stages are {', '.join(STAGES)}")
-    run = Path(out)
-    _check_writable(run)
+    store = RunStore(out)
+    store.check_writable()
+    store.pull()
+    run = store.local
     if not text:
         import yaml
 
         text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
     write_atomic(run / "config.yaml", lambda p: p.write_text(text))
+    store.push(run / "config.yaml")
     plan = plan_stages(cfg, run)
     forced = set(force)
 
     def step(stage: Stage, work: Callable[[Path], dict[str, Any] | None]) -> Path:
-        verb = "done " if stage.done and stage.name not in forced else "run  "
-        _log(console, f"{verb} {stage.name:<12} {stage.label}")
-        return stage.run_once(work, force=stage.name in forced)
+        return _step(stage, work, forced, console, store)
 
     stim = step(plan["stimuli"], lambda d: stimuli_stage(cfg, d))
     pairs = step(plan["pairs"], lambda d: pairs_stage(cfg, d)) if plan["pairs"] else None
     if executor == "local":
-        records = [model_chain(cfg, m, stim, pairs, forced, console) for m in plan["models"]]
+        records = [model_chain(cfg, m, stim, pairs, forced, console, store) for m in plan["models"]]
     elif executor == "ray":
         from ontoscope.study.executors import run_on_ray
 
-        records = run_on_ray(cfg, plan["models"], stim, pairs, forced, console, address=address, retries=retries)
+        records = run_on_ray(cfg, plan["models"], stim, pairs, forced, console, address=address, retries=retries,
+                             url=store.url)
+        if store.url:
+            store.pull()
     else:
         raise ConfigError(f"unknown executor {executor!r}; use local or ray")
     tables = _collect(records)
     comp = step(plan["comparison"], lambda d: _compare(tables, d))
     _write_tables(run, tables, comp)
     _write_run_json(run, cfg, text, records, plan)
+    store.push(run / "tables")
+    store.push(run / "run.json")
     if not cfg.report.enabled:
         return run / "tables"
     step(plan["report"], lambda d: _report(run, d))
+    store.push(run / "report")
+    store.push(run / "report.html")
     return run / "report.html"
 
 
+def _step(stage: Stage, work: Callable[[Path], dict[str, Any] | None], forced: set[str],
+          console: Callable[[str], None] | None, store: RunStore | None) -> Path:
+    done = stage.done and stage.name not in forced
+    _log(console, f"{'done ' if done else 'run  '} {stage.name:<12} {stage.label}")
+    path = stage.run_once(work, force=stage.name in forced)
+    if store is not None and not done:
+        store.push(path)
+    return path
+
+
 def model_chain(cfg: StudyConfig, m: dict[str, Any], stim: Path, pairs: Path | None, forced: set[str],
-                console: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """One model's stages, in order (train, latent, operational), each skipped when done; its record."""
+                console: Callable[[str], None] | None = None, store: RunStore | None = None) -> dict[str, Any]:
+    """One model's stages, in order (train, latent, operational), each skipped when done; its record.
+
+    With a ``store`` on a URL, every stage it finishes is uploaded there.
+    """
 
     def step(stage: Stage, work: Callable[[Path], dict[str, Any] | None]) -> Path:
-        verb = "done " if stage.done and stage.name not in forced else "run  "
-        _log(console, f"{verb} {stage.name:<12} {stage.label}")
-        return stage.run_once(work, force=stage.name in forced)
+        return _step(stage, work, forced, console, store)
 
     p: ModelPlan = m["plan"]
     train_dir = step(m["train"], lambda d: train_stage(p, stim, d)) if m["train"] else None
