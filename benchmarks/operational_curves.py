@@ -24,7 +24,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ontoscope.artifacts import save_figure  # noqa: E402
+from benchmarks.common import angle_figure, markdown_table  # noqa: E402
 from ontoscope.models.planted import PlantedModel  # noqa: E402
 from ontoscope.probing.interchange import interchange_accuracy  # noqa: E402
 from ontoscope.probing.operational import operational_ontology  # noqa: E402
@@ -68,36 +68,17 @@ def curves(n: int) -> pd.DataFrame:
 
 
 def figure(df: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
-    for ax, (nl, g) in zip(axes, df.groupby("nonlinearity", sort=False), strict=True):
-        for key, style in (("specificity", "o-"), ("iia", "s-"), ("icv_score", "^-"),
-                           ("axis_specificity", "d--"), ("axis_iia", "x--")):
-            ax.plot(g["angle"], g[key], style, ms=4, label=key)
-        if nl == "none":
-            ax.plot(g["angle"], g["axis_specificity_derived"], ":", color="k", label="cos / (cos + sin)")
-            ax.plot(g["angle"], g["axis_iia_derived"], "-.", color="k", label="cos²")
-        ax.set_title(f"planted latent, nonlinearity={nl}")
-        ax.set_xlabel("entanglement angle (degrees)")
-        ax.set_xticks(ANGLES)
-    axes[0].set_ylabel("score")
-    for ax in axes:
-        ax.legend(fontsize=7, loc="lower left")
-    save_figure(path, fig)
+    curves = (("specificity", "o-"), ("iia", "s-"), ("icv_score", "^-"), ("axis_specificity", "d--"),
+              ("axis_iia", "x--"))
+    angle_figure(df, curves, [("axis_specificity_derived", ":", "cos / (cos + sin)"),
+                              ("axis_iia_derived", "-.", "cos²")], path)
 
 
 def main(argv: list[str]) -> None:
     torch.set_num_threads(2)
     df = curves(int(argv[0]) if argv else 96)
     figure(df, ROOT / "docs" / "figures" / "operational_curves.png")
-    cols = list(df.columns)
-    print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
-    for r in df.itertuples(index=False):
-        print("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r) + " |")
+    print(markdown_table(df))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ontoscope.artifacts import save_figure  # noqa: E402
+from benchmarks.common import angle_figure, markdown_table  # noqa: E402
 from ontoscope.models.planted import PlantedModel  # noqa: E402
 from ontoscope.probing.capture import capture  # noqa: E402
 from ontoscope.probing.decodability import factor_targets, site_metrics  # noqa: E402
@@ -54,34 +54,15 @@ def curves(n: int) -> pd.DataFrame:
 
 
 def figure(df: pd.DataFrame, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
-    for ax, (nl, g) in zip(axes, df.groupby("nonlinearity", sort=False), strict=True):
-        for key, style in (("dci_d", "o-"), ("mig", "s-"), ("mcc", "^-"), ("ridge_r2", "d--"), ("mlp_r2", "x--")):
-            ax.plot(g["angle"], g[key], style, ms=4, label=key)
-        if nl == "none":
-            ax.plot(g["angle"], g["mcc_derived"], ":", color="k", label="max(cos, sin)")
-        ax.set_title(f"planted latent, nonlinearity={nl}")
-        ax.set_xlabel("entanglement angle (degrees)")
-        ax.set_xticks(ANGLES)
-    axes[0].set_ylabel("score")
-    for ax in axes:
-        ax.legend(fontsize=7, loc="lower left")
-    save_figure(path, fig)
+    angle_figure(df, (("dci_d", "o-"), ("mig", "s-"), ("mcc", "^-"), ("ridge_r2", "d--"), ("mlp_r2", "x--")),
+                 [("mcc_derived", ":", "max(cos, sin)")], path)
 
 
 def main(argv: list[str]) -> None:
     torch.set_num_threads(2)
     df = curves(int(argv[0]) if argv else 256)
     figure(df, ROOT / "docs" / "figures" / "planted_curves.png")
-    cols = list(df.columns)
-    print("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
-    for r in df.itertuples(index=False):
-        print("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r) + " |")
+    print(markdown_table(df))
 
 
 if __name__ == "__main__":
