@@ -116,3 +116,12 @@ def test_the_shipped_configs_are_valid(name):
     assert {"crepe:tiny", "pesto"} <= refs
     if name != "demo":
         assert {"crepe:full"} <= refs and len({p.seed for p in plans}) >= 3
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_config_in_configs_validates(path):
+    from ontoscope.study import load_config
+
+    cfg, _ = load_config(path)
+    assert expand_models(cfg)
