@@ -49,6 +49,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from ontoscope.claims import STATEMENTS
 from ontoscope.errors import ConfigError
 from ontoscope.ontology.agreement import agreement, agreement_summary
 from ontoscope.ontology.attribution import SCALE, Attribution, attribute
@@ -64,16 +65,6 @@ from ontoscope.ontology.tables import (
 
 __all__ = ["CLAIM_COLUMNS", "STATEMENTS", "VERDICTS", "VerdictRules", "claims", "judge"]
 
-#: The claims of the design, in its words.
-STATEMENTS = {
-    1: "Compression and downsampling induce entanglement: ICV scores fall as total stride grows and as the "
-       "bottleneck narrows.",
-    2: "Oscillatory features (vibrato, tremolo, beating/roughness) rarely become ICVs, while static ones "
-       "(pitch, loudness, brightness) often do.",
-    3: "More width, depth or data does not lift that ceiling.",
-    4: "The latent ontology predicts the operational one: limits imposed by design can be told apart from "
-       "limits imposed by data.",
-}
 VERDICTS = ("supported", "not supported", "inconclusive")
 CLAIM_COLUMNS = ("claim", "statement", "verdict", "numbers", "reason", "estimate", "ci_low", "ci_high")
 _UNITS = {"log2": "per doubling", "linear": "per unit", "binary": "with minus without"}

@@ -196,13 +196,16 @@ def fit_alignment(
     dtype = a_b.dtype
 
     def start(k: int) -> _Subspace:
-        torch.manual_seed(seed * 1000 + k)
-        sub = _Subspace(c, rank).to(a_b.device, torch.float64)
-        if k == 0 and init is not None:
-            v = np.asarray(init, dtype=np.float64).reshape(c, -1)
-            rand = torch.randn(c, rank, generator=gen, dtype=torch.float64).numpy()
-            q = orthonormal_basis(np.concatenate([v, rand], 1))[:, :rank]
-            sub.lin.weight = torch.as_tensor(q, device=a_b.device)
+        """Start 0 is ``init`` (completed with random columns), start k > 0 a random subspace, all seeded."""
+        rand = torch.randn(c, rank, generator=gen, dtype=torch.float64).numpy()
+        v = np.asarray(init, dtype=np.float64).reshape(c, -1) if k == 0 and init is not None else np.zeros((c, 0))
+        q = torch.as_tensor(orthonormal_basis(np.concatenate([v, rand], 1))[:, :rank], device=a_b.device)
+        # the parametrization completes q to a square orthogonal matrix with the global generator: seed it,
+        # inside a fork so that the caller's random state is left as it was
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed * 1000 + k)
+            sub = _Subspace(c, rank).to(a_b.device, torch.float64)
+            sub.lin.weight = q
         return sub
 
     def run(sub: _Subspace, opt: torch.optim.Optimizer, n_steps: int, history: list[float]) -> None:

@@ -52,7 +52,8 @@ def _site_rate(model: AudioModel, name: str, n_frames: int, n_samples: int) -> f
     return n_frames * model.sample_rate / n_samples
 
 
-def _model_device(model: AudioModel) -> torch.device:
+def model_device(model: AudioModel) -> torch.device:
+    """The device of a model's first parameter (CPU for a model without parameters)."""
     params = getattr(model, "parameters", None)
     first = next(iter(params()), None) if callable(params) else None
     return first.device if first is not None else torch.device("cpu")
@@ -123,7 +124,7 @@ def capture(
 
     if isinstance(model, torch.nn.Module):
         model.eval()
-    device = _model_device(model)
+    device = model_device(model)
     # the sites' shapes and frame rates, known once a chunk has run (kept so that a resumed capture skips
     # every finished chunk)
     info: dict[str, dict[str, Any]] = (json.loads((root / "sites.json").read_text())

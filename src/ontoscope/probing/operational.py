@@ -43,6 +43,7 @@ from ontoscope.artifacts import ensure_dir, save_json, save_table
 from ontoscope.errors import ConfigError
 from ontoscope.models.protocol import AudioModel, encode_sites, site_index
 from ontoscope.probing.alignment import fit_alignment, principal_angles
+from ontoscope.probing.capture import model_device
 from ontoscope.probing.decodability import factor_targets
 from ontoscope.probing.erasure import erasure_decodability
 from ontoscope.probing.icv import ICVThresholds, icv_scores
@@ -143,34 +144,29 @@ class OperationalOntology:
                    np.asarray(dirs["steer_clips"], dtype=np.int64))
 
 
-def _pooled(model: AudioModel, ds: StimulusSet, sites: Sequence[str], chunk: int,
-            progress: bool | None) -> dict[str, np.ndarray]:
+def _pooled(model: AudioModel, ds: StimulusSet, sites: Sequence[str], chunk: int, progress: bool | None,
+            output: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
+    """Time-averaged activations ``{site: [n, C]}`` over the set, and with ``output`` the model's time-averaged
+    output ``[n, D]`` from the same pass (resumed from the deepest site read)."""
     feats: dict[str, list[np.ndarray]] = {s: [] for s in sites}
+    outs: list[np.ndarray] = []
+    order = [s.name for s in model.sites()]
+    deepest = max(sites, key=order.index)
     chunks = list(ds.chunks(chunk))
     with torch.no_grad():
         for _, audio in track(chunks, len(chunks), "site activations", progress):
-            acts = encode_sites(model, audio.to(_device(model)), sites)
+            acts = encode_sites(model, audio.to(model_device(model)), sites)
             for s in sites:
                 a = acts[s]
                 feats[s].append(a.reshape(a.shape[0], -1, a.shape[-1]).mean(-1).double().cpu().numpy())
-    return {s: np.concatenate(v) for s, v in feats.items()}
+            if output:
+                outs.append(_pool_output(model.resume(acts[deepest], deepest)))
+    return {s: np.concatenate(v) for s, v in feats.items()}, (np.concatenate(outs) if output else None)
 
 
-def _device(model: AudioModel) -> torch.device:
-    params = list(model.parameters()) if isinstance(model, torch.nn.Module) else []
-    return params[0].device if params else torch.device("cpu")
-
-
-def _output_readout(model: AudioModel, ds: StimulusSet, space: FactorSpace, train: np.ndarray, chunk: int,
+def _output_readout(x: np.ndarray, targets: np.ndarray, space: FactorSpace, train: np.ndarray,
                     seed: int) -> Callable[[torch.Tensor], pd.DataFrame]:
-    """Ridge probes from the model's time-averaged output to every factor, fitted on the training clips."""
-    outs = []
-    with torch.no_grad():
-        for _, audio in ds.chunks(chunk):
-            y = model.resume(model.encode(audio.to(_device(model)), model.sites()[-1].name), model.sites()[-1].name)
-            outs.append(_pool_output(y))
-    x = np.concatenate(outs)
-    targets = factor_targets(ds.factors, space).to_numpy()
+    """Ridge probes from the model's time-averaged output ``x`` to every factor, fitted on the training clips."""
     fits = {}
     for j, name in enumerate(space.names):
         ok = train[np.isfinite(targets[train, j])]
@@ -252,16 +248,17 @@ def operational_ontology(
         raise ConfigError(f"factors {unknown} are not varied in {stimuli.root}; it varies {', '.join(space.names)}")
     all_sites = [s.name for s in model.sites()]
     site_names = list(sites) if sites is not None else all_sites
-    encode_sites(model, stimuli.audio([0]).to(_device(model)), site_names)  # unknown sites fail here, early
-    pooled = _pooled(model, stimuli, site_names, chunk, progress)
+    for s in site_names:  # unknown sites fail here, before any work
+        site_index(model.sites(), s)
+    audio_model = getattr(model, "output", None) == "audio"
+    pooled, outputs = _pooled(model, stimuli, site_names, chunk, progress, output=not audio_model)
     targets = factor_targets(stimuli.factors, space)
     y_all = targets.to_numpy(dtype=np.float64)
     train, test = split_indices(len(stimuli), test_fraction, seed)
     spread = {n: float(np.nanstd(targets[n].to_numpy())) for n in space.names}
-    audio_model = getattr(model, "output", None) == "audio"
-    readout = None if audio_model else _output_readout(model, stimuli, space, train, chunk, seed)
+    readout = None if audio_model else _output_readout(outputs, y_all, space, train, seed)
     steer_idx = np.sort(test[:n_steer])
-    base = stimuli.audio(steer_idx).to(_device(model))
+    base = stimuli.audio(steer_idx).to(model_device(model))
     mags = np.asarray(magnitudes, dtype=np.float64)
     pos = mags[mags >= 0]
     pair_factors = set(pairs.factors["factor"]) if pairs is not None and "factor" in pairs.factors else set()

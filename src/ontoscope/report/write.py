@@ -22,6 +22,7 @@ from jinja2 import DictLoader, Environment, StrictUndefined
 from markupsafe import Markup
 
 from ontoscope.artifacts import ensure_dir, write_atomic
+from ontoscope.claims import STATEMENTS
 from ontoscope.errors import AudioError
 from ontoscope.report.examples import select_examples
 from ontoscope.report.figures import knob_figure, spectrogram_figure
@@ -39,15 +40,7 @@ from ontoscope.report.templates import REPORT, STYLE
 __all__ = ["CLAIMS", "write_report"]
 
 #: The four claims a study tests (``claims.parquet`` gives their numbers and verdicts).
-CLAIMS = {
-    1: "Compression and downsampling induce entanglement: ICV scores fall as total stride grows and as the "
-       "bottleneck narrows.",
-    2: "Oscillatory features (vibrato, tremolo, beating/roughness) rarely become ICVs, while static ones "
-       "(pitch, loudness, brightness) often do.",
-    3: "More width, depth or data does not lift that ceiling.",
-    4: "The latent ontology predicts the operational one: limits imposed by design can be told apart from "
-       "limits imposed by data.",
-}
+CLAIMS = STATEMENTS
 
 _FIGURE_CAPTIONS = {
     "ladder": "frame-rate and receptive-field ladder against the factors' rate ranges",

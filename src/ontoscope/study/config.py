@@ -14,12 +14,15 @@ import itertools
 import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ontoscope.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ontoscope.stimuli.factors import FactorSpace
 
 __all__ = ["AnalysesConfig", "ModelPlan", "StudyConfig", "expand_models", "load_config", "parse_config"]
 
@@ -41,6 +44,12 @@ class StimuliConfig(_Strict):
     seed: int = 0
     bank: str | None = None
     programs: list[int] | None = None
+
+    def space(self) -> FactorSpace:
+        """The factor space these stimuli vary (validated: a bad factor or range raises)."""
+        from ontoscope.stimuli.factors import FactorSpace
+
+        return FactorSpace.create(self.factors, ranges={k: tuple(v) for k, v in self.ranges.items()})
 
     @model_validator(mode="after")
     def _soundfont(self) -> StimuliConfig:
@@ -163,10 +172,8 @@ def parse_config(data: Any, source: str = "config") -> StudyConfig:
         raise ConfigError(_format_error(source, e)) from None
     except TypeError as e:
         raise ConfigError(f"{source}: {e}") from None
-    from ontoscope.stimuli.factors import FactorSpace
-
     try:
-        FactorSpace.create(cfg.stimuli.factors, ranges={k: tuple(v) for k, v in cfg.stimuli.ranges.items()})
+        cfg.stimuli.space()
     except Exception as e:  # noqa: BLE001 - any factor error is the user's, in one line
         raise ConfigError(f"{source}: stimuli: {e}") from None
     expand_models(cfg, source)

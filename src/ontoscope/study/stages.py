@@ -17,19 +17,12 @@ __all__ = ["choose_sites", "latent_stage", "load_plan_model", "operational_stage
            "train_stage"]
 
 
-def _space(cfg: StudyConfig):
-    from ontoscope.stimuli.factors import FactorSpace
-
-    s = cfg.stimuli
-    return FactorSpace.create(s.factors, ranges={k: tuple(v) for k, v in s.ranges.items()})
-
-
 def _render(cfg: StudyConfig, out: Path, pairs: bool) -> dict[str, Any]:
     from ontoscope.stimuli.source import render_stimuli
 
     s = cfg.stimuli
     n = s.pairs if pairs else s.n
-    render_stimuli(out / "set", _space(cfg), n, s.sample_rate, s.seconds, s.seed + (1 if pairs else 0),
+    render_stimuli(out / "set", cfg.stimuli.space(), n, s.sample_rate, s.seconds, s.seed + (1 if pairs else 0),
                    source=s.source, bank=s.bank, programs=s.programs, pairs=pairs, overwrite=True, progress=False)
     return {"clips": n}
 
@@ -87,7 +80,7 @@ def latent_stage(cfg: StudyConfig, plan: ModelPlan, train_dir: Path | None, out:
         def init(seed: int) -> AudioModel:
             return build(spec, seed=seed).eval()
 
-    lat = analyze(model, factors=_space(cfg), seeds=lc.seeds, ref=plan.id, init=init if plan.kind == "family"
+    lat = analyze(model, factors=cfg.stimuli.space(), seeds=lc.seeds, ref=plan.id, init=init if plan.kind == "family"
                   else None, sweep_points=lc.sweep_points, jacobians=lc.jacobians, seed=plan.seed, progress=False)
     lat.save(out)
     return {"rows": len(lat.factors)}
