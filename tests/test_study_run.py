@@ -1,5 +1,6 @@
 """Running a study: cached stages, kill -9 and resume, identical tables, status, unwritable output."""
 
+import json
 import os
 import signal
 import subprocess
@@ -103,6 +104,16 @@ def test_a_finished_study_is_all_cached(config, clean):
                                                              "comparison", "report"}
     r = subprocess.run([str(BIN), "status", str(clean)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "stages done" in r.stdout
+
+
+def test_every_trained_model_has_its_reconstruction_fidelity(clean):
+    tables = _tables(clean)
+    fid, models = tables["fidelity.parquet"], tables["models.parquet"]
+    assert set(fid["model"]) == set(models.loc[models["trained"], "model"])
+    f0 = fid[fid["factor"] == "f0"]
+    assert len(f0) == len(models) and (f0["n"] > 0).all() and (f0["median"] > 0).all()
+    stage = json.loads(next((clean / "stages" / "train").glob("*/stage.json")).read_text())
+    assert stage["fidelity"]["f0 (cents)"] in set(f0["median"].round(4))
 
 
 def test_force_recomputes_a_stage(config, clean):

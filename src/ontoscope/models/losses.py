@@ -13,7 +13,7 @@ def stft_magnitude(x: torch.Tensor, n_fft: int) -> torch.Tensor:
 
 
 def multi_resolution_stft_loss(
-    pred: torch.Tensor, target: torch.Tensor, ffts: tuple[int, ...] = (256, 512, 1024), eps: float = 1e-7,
+    pred: torch.Tensor, target: torch.Tensor, ffts: tuple[int, ...] = (256, 512, 1024), eps: float = 1e-3,
 ) -> torch.Tensor:
     """Spectral convergence plus log-magnitude L1, averaged over STFT resolutions.
 

@@ -54,8 +54,9 @@ def _chain(cfg: StudyConfig, m: dict[str, Any], stim: str, pairs: str | None, fo
         pairs = str(store.local / Path(pairs).relative_to(Path(pairs).parents[2])) if pairs else None
     record = model_chain(cfg, m, Path(stim), Path(pairs) if pairs else None, forced, store=store)
     if store is not None:  # paths in the record are this node's; the driver reads its own copy
-        record = {k: (None if v is None else Path(os.path.relpath(v, store.local))) if k in ("latent", "operational")
-                  else v for k, v in record.items()}
+        dirs = ("train", "latent", "operational")
+        record = {k: (None if v is None else Path(os.path.relpath(v, store.local))) if k in dirs else v
+                  for k, v in record.items()}
     return record
 
 
@@ -95,7 +96,7 @@ def run_on_ray(cfg: StudyConfig, models: list[dict[str, Any]], stim: Path, pairs
                 record = ray.get(ref)
                 if url is not None:
                     root = Path(stim).parents[2]
-                    record = {k: (root / v if k in ("latent", "operational") and v is not None else v)
+                    record = {k: (root / v if k in ("train", "latent", "operational") and v is not None else v)
                               for k, v in record.items()}
                 records.append(record)
             except ray.exceptions.RayTaskError as e:

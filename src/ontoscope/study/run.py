@@ -158,15 +158,17 @@ def model_chain(cfg: StudyConfig, m: dict[str, Any], stim: Path, pairs: Path | N
     lat = step(m["latent"], lambda d: latent_stage(cfg, p, train_dir, d)) if m["latent"] else None
     op = (step(m["operational"], lambda d: operational_stage(cfg, p, train_dir, stim, pairs, d))
           if m["operational"] else None)
-    return {"plan": p, "latent": lat, "operational": op,
+    return {"plan": p, "train": train_dir, "latent": lat, "operational": op,
             "stages": {k: m[k].key for k in ("train", "latent", "operational") if m[k] is not None}}
 
 
 def _collect(records: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
-    models, latent, operational = [], [], []
+    models, latent, operational, fidelity = [], [], [], []
     for r in records:
         p: ModelPlan = r["plan"]
         models.append({"model": p.id, "ref": p.ref, "kind": p.kind, "seed": p.seed, **p.knobs})
+        if r.get("train") is not None and (r["train"] / "fidelity.parquet").exists():
+            fidelity.append(pd.read_parquet(r["train"] / "fidelity.parquet").assign(model=p.id))
         if r["latent"] is not None:
             t = pd.read_parquet(r["latent"] / "factors.parquet")
             latent.append(t.assign(model=p.id))
@@ -175,7 +177,8 @@ def _collect(records: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
     out = {"models": pd.DataFrame(models)}
     out["latent"] = pd.concat(latent, ignore_index=True) if latent else pd.DataFrame()
     out["operational"] = pd.concat(operational, ignore_index=True) if operational else pd.DataFrame()
-    for name in ("latent", "operational"):
+    out["fidelity"] = pd.concat(fidelity, ignore_index=True) if fidelity else pd.DataFrame()
+    for name in ("latent", "operational", "fidelity"):
         t = out[name]
         if len(t):
             out[name] = t[["model", *[c for c in t.columns if c != "model"]]]

@@ -10,6 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ontoscope.artifacts import save_table
 from ontoscope.models.protocol import AudioModel
 from ontoscope.study.config import ModelPlan, StudyConfig
 
@@ -41,10 +44,22 @@ def train_stage(plan: ModelPlan, stimuli: Path, out: Path) -> dict[str, Any]:
     """Train a family model on the stimuli into ``out`` (resuming a checkpoint left there)."""
     from ontoscope.models.spec import parse_spec
     from ontoscope.models.train import train
+    from ontoscope.stimuli.dataset import StimulusSet
 
     spec = parse_spec(plan.spec)
-    _, card = train(spec, stimuli / "set", out, plan.train, progress=False)
-    return {"final_eval": card.get("final_eval"), "steps": plan.train.get("steps")}
+    ds = StimulusSet.load(stimuli / "set")
+    model, card = train(spec, ds, out, plan.train, progress=False)
+    record: dict[str, Any] = {"final_eval": card.get("final_eval"), "steps": plan.train.get("steps")}
+    if model.output == "audio":
+        from ontoscope.models.fidelity import reconstruction_fidelity
+        from ontoscope.models.train import TrainConfig, split
+
+        held = split(len(ds), TrainConfig(**plan.train))[1]
+        table = reconstruction_fidelity(model, ds.audio(held), ds.sr)
+        save_table(out / "fidelity.parquet", table)
+        record["fidelity"] = {f"{r.factor} ({r.unit})": round(float(r.median), 4) for r in table.itertuples()
+                              if np.isfinite(r.median)}
+    return record
 
 
 def load_plan_model(plan: ModelPlan, train_dir: Path | None) -> AudioModel:
