@@ -1,0 +1,242 @@
+"""Print the tables of docs/findings.md from finished study runs (their ``tables/`` Parquet files).
+
+    python scripts/findings_tables.py runs/findings_arch runs/findings_scale --figures docs/figures
+
+With ``--figures DIR``, also draws ``DIR/findings_<run>.png``: each factor's ICV score (mean over a model's
+sites, then over seeds, with a 95% t interval) against each swept knob.
+
+Every table is a view of what the study wrote; nothing here is computed that the study did not compute,
+apart from means over seeds and counts.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+KINDS = ("all", "static", "oscillatory")
+FIDELITY = {"f0": "f0 (cents)", "loudness": "loudness (dB)", "brightness": "brightness (dB/oct)",
+            "vibrato_depth": "vibrato depth (ratio)", "tremolo_depth": "tremolo depth (index)"}
+
+
+def markdown(df: pd.DataFrame, digits: int = 3) -> str:
+    """A pipe table; floats with ``digits`` significant decimals."""
+    def cell(v: object) -> str:
+        if isinstance(v, (float, np.floating)):
+            return "" if np.isnan(v) else f"{v:.{digits}f}"
+        return str(v)
+
+    head = "| " + " | ".join(map(str, df.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in df.columns) + "|"
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join([head, rule, *rows])
+
+
+def mean_ci(x: pd.Series, level: float = 0.95) -> str:
+    """``mean [low, high]`` with a t interval over the values (the seeds); the mean alone for one value."""
+    x = x.dropna().to_numpy(dtype=float)
+    if len(x) == 0:
+        return ""
+    m = x.mean()
+    if len(x) < 2:
+        return f"{m:.3f}"
+    h = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return f"{m:.3f} [{m - h:.3f}, {m + h:.3f}]"
+
+
+def load(run: Path) -> dict[str, pd.DataFrame]:
+    return {p.stem: pd.read_parquet(p) for p in sorted((run / "tables").glob("*.parquet"))}
+
+
+def design_label(models: pd.DataFrame, knobs: list[str]) -> pd.Series:
+    def one(row: pd.Series) -> str:
+        if row["kind"] == "pretrained":
+            return row["ref"]
+        parts = []
+        for k in knobs:
+            v = row.get(k)
+            if v is None or (isinstance(v, float) and np.isnan(v)):
+                continue
+            parts.append(f"{k}={int(v) if isinstance(v, float) and v.is_integer() else v}")
+        return ", ".join(parts)
+
+    return models.apply(one, axis=1)
+
+
+def fidelity_table(t: dict[str, pd.DataFrame], knobs: list[str]) -> str:
+    fid, models = t["fidelity"], t["models"].copy()
+    models["design"] = design_label(models, knobs)
+    wide = fid[fid["where"].isin(["all", "vibrato_depth >= 20", "tremolo_depth >= 0.2"])]
+    wide = wide[wide["factor"].isin(FIDELITY)].pivot_table(index="model", columns="factor", values="median")
+    bias = fid.groupby("model")["loudness_bias_db"].first().rename("loudness change (dB)")
+    wide = wide.join(bias).join(models.set_index("model")["design"])
+    out = wide.groupby("design", sort=False).mean().reset_index()
+    out = out.rename(columns=FIDELITY)
+    cols = ["design", *[FIDELITY[f] for f in FIDELITY if FIDELITY[f] in out], "loudness change (dB)"]
+    return markdown(out[cols], 2)
+
+
+def score_table(t: dict[str, pd.DataFrame], knobs: list[str]) -> str:
+    scores, models, op = t["scores"], t["models"].copy(), t["operational"]
+    models["design"] = design_label(models, knobs)
+    s = scores.merge(models[["model", "design", "seed"]], on="model")
+    icv = op[op["status"] == "icv"].groupby("model").size()
+    ent = op[op["status"] == "entangled"].groupby("model").size()
+    rows = []
+    for design, g in s.groupby("design", sort=False):
+        ids = g["model"].unique()
+        row = {"design": design, "seeds": len(ids)}
+        for kind in KINDS:
+            row[f"mean ICV score, {kind}"] = mean_ci(g.loc[g["factor_kind"] == kind, "mean"])
+        row["best site, all"] = mean_ci(g.loc[g["factor_kind"] == "all", "best_site"])
+        row["icv rows"] = int(icv.reindex(ids).fillna(0).sum())
+        row["entangled rows"] = int(ent.reindex(ids).fillna(0).sum())
+        rows.append(row)
+    return markdown(pd.DataFrame(rows))
+
+
+def slope_table(t: dict[str, pd.DataFrame], knobs: list[str]) -> str:
+    a = t["attribution"]
+    a = a[(a["group"] == "pooled") & a["knob"].isin(knobs)]
+    out = a.assign(slope_ci=[f"{s:+.4f} [{lo:+.4f}, {hi:+.4f}]" for s, lo, hi in zip(a.slope, a.ci_low, a.ci_high,
+                                                                                          strict=True)])
+    out = out[["knob", "scale", "factor_kind", "score", "slope_ci", "n_models", "n_seeds"]]
+    return markdown(out.rename(columns={"slope_ci": "slope [95% CI]"}))
+
+
+def factor_table(t: dict[str, pd.DataFrame]) -> str:
+    op = t["operational"]
+    trained = set(t["models"].loc[t["models"]["trained"].astype(bool), "model"])
+    op = op[op["model"].isin(trained)]
+    g = op.groupby(["factor_kind", "factor", "kind"], sort=True)
+    out = g.agg(rows=("status", "size"), icv=("status", lambda s: int((s == "icv").sum())),
+                entangled=("status", lambda s: int((s == "entangled").sum())),
+                absent=("status", lambda s: int((s == "absent").sum())),
+                decodability=("decodability", "median"), efficacy=("efficacy", "median"),
+                specificity=("specificity", "median"), iia=("iia", "median"),
+                erasure_drop=("erasure_drop", "median"), icv_score=("icv_score", "median"),
+                best_icv_score=("icv_score", "max")).reset_index()
+    return markdown(out)
+
+
+def icv_cases(t: dict[str, pd.DataFrame]) -> str:
+    comp = t["comparison"]
+    cases = comp[comp["measured_status"] == "icv"]
+    if not len(cases):
+        return "(no (model, site, factor) is an ICV)"
+    cols = ["model", "site", "factor", "intervention", "icv_score", "predicted_status", "reason"]
+    return markdown(cases[cols].sort_values(["factor", "model", "site"]))
+
+
+def confusion(t: dict[str, pd.DataFrame]) -> str:
+    return markdown(t["confusion"])
+
+
+def failures(t: dict[str, pd.DataFrame]) -> str:
+    comp = t["comparison"]
+    comp = comp[comp["trained"].astype(bool)]
+    g = comp.groupby(["factor", "predicted_status", "measured_status"]).size().rename("rows").reset_index()
+    return markdown(g)
+
+
+def claims(t: dict[str, pd.DataFrame]) -> str:
+    return markdown(t["claims"][["claim", "verdict", "numbers"]])
+
+
+def per_model_factor(t: dict[str, pd.DataFrame], models: list[str]) -> str:
+    op = t["operational"]
+    op = op[op["model"].isin(models)]
+    best = op.groupby(["model", "factor", "kind"])["icv_score"].max().unstack("model").reset_index()
+    dec = op.groupby(["model", "factor", "kind"])["decodability"].max().unstack("model")
+    dec.columns = [f"{c} decodability" for c in dec.columns]
+    return markdown(best.merge(dec.reset_index(), on=["factor", "kind"]))
+
+
+def factor_figure(t: dict[str, pd.DataFrame], knobs: list[str], path: Path) -> None:
+    """Each factor's per-model mean ICV score against each swept knob, the other knobs at their most common value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = t["models"]
+    models = models[(models["kind"] == "family") & models["trained"].astype(bool)]
+    op = t["operational"].merge(models, on="model")
+    per = op.groupby(["model", "factor", "factor_kind", *knobs], dropna=False)["icv_score"].mean().reset_index()
+    swept = [k for k in knobs if per[k].nunique() > 1]
+    fig, axes = plt.subplots(1, len(swept), figsize=(4.2 * len(swept), 3.4), squeeze=False)
+    for ax, knob in zip(axes[0], swept, strict=True):
+        sub = per
+        for other in (k for k in knobs if k != knob and per[k].nunique() > 1):
+            mode = per[other].mode().iloc[0]
+            sub = sub[sub[other] == mode]
+        sub = sub.dropna(subset=[knob])
+        for (factor, kind), g in sub.groupby(["factor", "factor_kind"]):
+            xs, ms, hs = [], [], []
+            for value, at in g.groupby(knob, sort=True):
+                y = at["icv_score"].dropna().to_numpy()
+                xs.append(str(value) if knob == "antialias" else float(value))
+                ms.append(y.mean() if len(y) else np.nan)
+                hs.append(stats.t.ppf(0.975, len(y) - 1) * y.std(ddof=1) / np.sqrt(len(y)) if len(y) > 1 else 0)
+            ax.errorbar(xs, ms, yerr=hs, marker="o", capsize=3, ls="-" if kind == "static" else "--", label=factor)
+        if knob != "antialias":
+            ax.set_xscale("log", base=2)
+        ax.set_xlabel(knob)
+        ax.set_ylabel("ICV score (mean over sites)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.suptitle("solid: static factors, dashed: oscillatory", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str]) -> None:
+    arch_knobs = ["total_stride", "bottleneck", "antialias"]
+    scale_knobs = ["width", "depth", "data_size"]
+    figures = None
+    if "--figures" in argv:
+        i = argv.index("--figures")
+        figures = Path(argv[i + 1])
+        argv = argv[:i] + argv[i + 2:]
+    pooled = []
+    for run in map(Path, argv):
+        t = load(run)
+        knobs = scale_knobs if "scale" in run.name else arch_knobs
+        print(f"# {run.name}\n")
+        if "fidelity" in t:
+            print("## reconstruction fidelity (median over held-out clips, mean over seeds)\n")
+            print(fidelity_table(t, knobs), "\n")
+        print("## ICV scores per design (mean over seeds, 95% t interval)\n")
+        print(score_table(t, knobs), "\n")
+        print("## knob slopes (pooled within-group estimate)\n")
+        print(slope_table(t, knobs), "\n")
+        print("## per factor, trained models\n")
+        print(factor_table(t), "\n")
+        print("## ICV cases\n")
+        print(icv_cases(t), "\n")
+        print("## prediction: confusion\n")
+        print(confusion(t), "\n")
+        pooled.append(t["confusion"])
+        print("## prediction: outcomes per factor\n")
+        print(failures(t), "\n")
+        print("## claims\n")
+        print(claims(t), "\n")
+        if figures is not None:
+            factor_figure(t, knobs, figures / f"findings_{run.name}.png")
+        pre = t["models"].loc[t["models"]["kind"] == "pretrained", "model"].tolist()
+        if pre:
+            print("## pretrained models: best ICV score and best decodability per factor\n")
+            print(per_model_factor(t, pre), "\n")
+    if len(pooled) > 1:
+        print("# every run: prediction confusion (counts added)\n")
+        both = pd.concat(pooled).groupby(["predicted_status", "prediction"], sort=False).sum().reset_index()
+        print(markdown(both), "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
