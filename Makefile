@@ -10,7 +10,7 @@ SF_BANK := /usr/share/sounds/sf2/FluidR3_GM.sf2
 # The headless browser the report's test loads the HTML report in.
 BROWSER_DEBS := chromium
 
-.PHONY: setup soundfont browser run test bench lint clean
+.PHONY: setup soundfont browser run test bench findings lint clean
 
 setup: soundfont browser $(STAMP)
 
@@ -57,14 +57,22 @@ run: setup
 	$(BIN)/ontoscope run configs/demo.yaml --out $(OUT)
 
 test: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/python -m pytest -q
 
 bench: setup
 	$(BIN)/python benchmarks/run.py
 
+# docs/findings.md: the two CPU findings studies side by side (one thread each), the views, the tables.
+findings: setup
+	OMP_NUM_THREADS=1 $(BIN)/ontoscope run configs/findings_arch.yaml & \
+	OMP_NUM_THREADS=1 $(BIN)/ontoscope run configs/findings_scale.yaml & wait
+	$(BIN)/python scripts/findings_views.py runs/findings_arch --where "bottleneck == 16 and antialias == 'none'"
+	$(BIN)/python scripts/findings_views.py runs/findings_scale --where "kind == 'pretrained'"
+	$(BIN)/python scripts/findings_tables.py runs/findings_arch runs/findings_scale --figures docs/figures
+
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

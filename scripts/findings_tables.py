@@ -99,6 +99,19 @@ def score_table(t: dict[str, pd.DataFrame], knobs: list[str]) -> str:
     return markdown(pd.DataFrame(rows))
 
 
+def latent_table(t: dict[str, pd.DataFrame], knobs: list[str]) -> str:
+    """Per design and factor, the share of the sites analysed whose predicted status is ``affords``."""
+    models = t["models"].copy()
+    models["design"] = design_label(models, knobs)
+    lat = t["latent"].merge(models[["model", "design"]], on="model")
+    share = lat.assign(affords=lat["status"] == "affords").groupby(["design", "model", "factor"])["affords"].mean()
+    order = list(dict.fromkeys(models["design"]))
+    out = share.groupby(["design", "factor"]).mean().unstack("factor").reindex(order).dropna(how="all").reset_index()
+    sites = lat.groupby("design", sort=False)["site"].nunique().rename("sites")
+    out = out.merge(sites.reset_index(), on="design")
+    return markdown(out[["design", "sites", *[c for c in out.columns if c not in ("design", "sites")]]], 2)
+
+
 def slope_table(t: dict[str, pd.DataFrame], knobs: list[str]) -> str:
     a = t["attribution"]
     a = a[(a["group"] == "pooled") & a["knob"].isin(knobs)]
@@ -195,6 +208,26 @@ def factor_figure(t: dict[str, pd.DataFrame], knobs: list[str], path: Path) -> N
     plt.close(fig)
 
 
+def views_table(run: Path, t: dict[str, pd.DataFrame]) -> str | None:
+    """Per model and factor: the best held-out R² of a ridge probe in each view (over the sites), beside the
+    best ICV score of the same sites (``scripts/findings_views.py`` writes the probes)."""
+    paths = sorted((run / "views").glob("*/probes.parquet"))
+    if not paths:
+        return None
+    probes = pd.concat([pd.read_parquet(p).assign(model=p.parent.name) for p in paths], ignore_index=True)
+    probes = probes[probes["probe"] == "ridge"]
+    best = probes.loc[probes.groupby(["model", "factor", "view"])["test_r2"].idxmax()]
+    wide = best.pivot_table(index=["model", "factor"], columns="view", values="test_r2").add_prefix("R² ")
+    where = best.assign(at=best["view"] + "@" + best["site"]).pivot_table(
+        index=["model", "factor"], columns="view", values="at", aggfunc="first")
+    wide["best view @ site"] = [where.loc[i, wide.loc[i, [c for c in wide.columns if c.startswith("R² ")]]
+                                          .astype(float).idxmax()[3:]] for i in wide.index]
+    op = t["operational"]
+    icv = op[op["model"].isin(probes["model"].unique())].groupby(["model", "factor"])["icv_score"].max()
+    wide = wide.join(icv.rename("best ICV score")).reset_index()
+    return markdown(wide)
+
+
 def main(argv: list[str]) -> None:
     arch_knobs = ["total_stride", "bottleneck", "antialias"]
     scale_knobs = ["width", "depth", "data_size"]
@@ -211,6 +244,8 @@ def main(argv: list[str]) -> None:
         if "fidelity" in t:
             print("## reconstruction fidelity (median over held-out clips, mean over seeds)\n")
             print(fidelity_table(t, knobs), "\n")
+        print("## latent ontology: share of sites that afford each factor (mean over seeds)\n")
+        print(latent_table(t, knobs), "\n")
         print("## ICV scores per design (mean over seeds, 95% t interval)\n")
         print(score_table(t, knobs), "\n")
         print("## knob slopes (pooled within-group estimate)\n")
@@ -226,6 +261,10 @@ def main(argv: list[str]) -> None:
         print(failures(t), "\n")
         print("## claims\n")
         print(claims(t), "\n")
+        views = views_table(run, t)
+        if views is not None:
+            print("## decodability by view (ridge, best site) against the best ICV score\n")
+            print(views, "\n")
         if figures is not None:
             factor_figure(t, knobs, figures / f"findings_{run.name}.png")
         pre = t["models"].loc[t["models"]["kind"] == "pretrained", "model"].tolist()
