@@ -183,10 +183,12 @@ def factor_figure(t: dict[str, pd.DataFrame], knobs: list[str], path: Path) -> N
     swept = [k for k in knobs if per[k].nunique() > 1]
     fig, axes = plt.subplots(1, len(swept), figsize=(4.2 * len(swept), 3.4), squeeze=False)
     for ax, knob in zip(axes[0], swept, strict=True):
-        sub = per
+        sub, held = per, []
         for other in (k for k in knobs if k != knob and per[k].nunique() > 1):
             mode = per[other].mode().iloc[0]
             sub = sub[sub[other] == mode]
+            held.append(f"{other}={int(mode) if isinstance(mode, float) and mode.is_integer() else mode}")
+        ax.set_title(", ".join(held), fontsize=8)
         sub = sub.dropna(subset=[knob])
         for (factor, kind), g in sub.groupby(["factor", "factor_kind"]):
             xs, ms, hs = [], [], []
@@ -201,9 +203,10 @@ def factor_figure(t: dict[str, pd.DataFrame], knobs: list[str], path: Path) -> N
         ax.set_xlabel(knob)
         ax.set_ylabel("ICV score (mean over sites)")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="best")
-    fig.suptitle("solid: static factors, dashed: oscillatory", fontsize=9)
-    fig.tight_layout()
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="center right")
+    fig.suptitle("solid: static factors, dashed: oscillatory; bars: 95% t interval over seeds", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 0.87, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
