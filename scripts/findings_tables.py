@@ -183,13 +183,15 @@ def factor_figure(t: dict[str, pd.DataFrame], knobs: list[str], path: Path) -> N
     swept = [k for k in knobs if per[k].nunique() > 1]
     fig, axes = plt.subplots(1, len(swept), figsize=(4.2 * len(swept), 3.4), squeeze=False)
     for ax, knob in zip(axes[0], swept, strict=True):
-        sub, held = per, []
-        for other in (k for k in knobs if k != knob and per[k].nunique() > 1):
-            mode = per[other].mode().iloc[0]
-            sub = sub[sub[other] == mode]
-            held.append(f"{other}={int(mode) if isinstance(mode, float) and mode.is_integer() else mode}")
+        sub, held = per.dropna(subset=[knob]), []
+        for other in (k for k in knobs if k != knob):
+            if sub[other].nunique(dropna=False) < 2:
+                continue
+            mode = sub[other].mode(dropna=False).iloc[0]
+            sub = sub[sub[other].isna()] if pd.isna(mode) else sub[sub[other] == mode]
+            if not pd.isna(mode):
+                held.append(f"{other}={int(mode) if isinstance(mode, float) and mode.is_integer() else mode}")
         ax.set_title(", ".join(held), fontsize=8)
-        sub = sub.dropna(subset=[knob])
         for (factor, kind), g in sub.groupby(["factor", "factor_kind"]):
             xs, ms, hs = [], [], []
             for value, at in g.groupby(knob, sort=True):
