@@ -68,7 +68,6 @@ findings: setup
 	OMP_NUM_THREADS=1 $(BIN)/ontoscope run configs/findings_arch.yaml & \
 	OMP_NUM_THREADS=1 $(BIN)/ontoscope run configs/findings_scale.yaml & wait
 	$(BIN)/python scripts/findings_views.py runs/findings_arch --where "bottleneck == 16 and antialias == 'none'"
-	$(BIN)/python scripts/findings_views.py runs/findings_scale --where "kind == 'pretrained'"
 	$(BIN)/python scripts/findings_tables.py runs/findings_arch runs/findings_scale --figures docs/figures
 
 lint: setup

@@ -2,7 +2,7 @@
 
     python scripts/findings_tables.py runs/findings_arch runs/findings_scale --figures docs/figures
 
-With ``--figures DIR``, also draws ``DIR/findings_<run>.png``: each factor's ICV score (mean over a model's
+With ``--figures DIR``, also draws ``DIR/<run>.png``: each factor's ICV score (mean over a model's
 sites, then over seeds, with a 95% t interval) against each swept knob.
 
 Every table is a view of what the study wrote; nothing here is computed that the study did not compute,
@@ -271,7 +271,7 @@ def main(argv: list[str]) -> None:
             print("## decodability by view (ridge, best site) against the best ICV score\n")
             print(views, "\n")
         if figures is not None:
-            factor_figure(t, knobs, figures / f"findings_{run.name}.png")
+            factor_figure(t, knobs, figures / f"{run.name}.png")
         pre = t["models"].loc[t["models"]["kind"] == "pretrained", "model"].tolist()
         if pre:
             print("## pretrained models: best ICV score and best decodability per factor\n")

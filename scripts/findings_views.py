@@ -1,7 +1,6 @@
 """Decodability by view for some models of a finished study run (docs/findings.md, section 2).
 
     python scripts/findings_views.py runs/findings_arch --where "bottleneck == 16 and antialias == 'none'"
-    python scripts/findings_views.py runs/findings_scale --where "kind == 'pretrained'"
 
 For each chosen model, ridge probes on the sites the study's operational analysis used, in the three views of
 ``ontoscope.probing.views`` (frames, pooled, modulation), over the study's own stimuli. Writes
