@@ -27,6 +27,9 @@ from ontoscope.study.config import StudyConfig
 
 __all__ = ["run_on_ray"]
 
+#: The keys of a model chain's record that hold stage directories (rewritten between a node and the driver).
+_STAGE_DIRS = ("train", "latent", "operational")
+
 
 def _resources(m: dict[str, Any]) -> dict[str, float]:
     plan = m["plan"]
@@ -54,8 +57,7 @@ def _chain(cfg: StudyConfig, m: dict[str, Any], stim: str, pairs: str | None, fo
         pairs = str(store.local / Path(pairs).relative_to(Path(pairs).parents[2])) if pairs else None
     record = model_chain(cfg, m, Path(stim), Path(pairs) if pairs else None, forced, store=store)
     if store is not None:  # paths in the record are this node's; the driver reads its own copy
-        dirs = ("train", "latent", "operational")
-        record = {k: (None if v is None else Path(os.path.relpath(v, store.local))) if k in dirs else v
+        record = {k: (None if v is None else Path(os.path.relpath(v, store.local))) if k in _STAGE_DIRS else v
                   for k, v in record.items()}
     return record
 
@@ -96,7 +98,7 @@ def run_on_ray(cfg: StudyConfig, models: list[dict[str, Any]], stim: Path, pairs
                 record = ray.get(ref)
                 if url is not None:
                     root = Path(stim).parents[2]
-                    record = {k: (root / v if k in ("train", "latent", "operational") and v is not None else v)
+                    record = {k: (root / v if k in _STAGE_DIRS and v is not None else v)
                               for k, v in record.items()}
                 records.append(record)
             except ray.exceptions.RayTaskError as e:

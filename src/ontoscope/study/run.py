@@ -167,7 +167,7 @@ def _collect(records: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
     for r in records:
         p: ModelPlan = r["plan"]
         models.append({"model": p.id, "ref": p.ref, "kind": p.kind, "seed": p.seed, **p.knobs})
-        if r.get("train") is not None and (r["train"] / "fidelity.parquet").exists():
+        if r["train"] is not None and (r["train"] / "fidelity.parquet").exists():
             fidelity.append(pd.read_parquet(r["train"] / "fidelity.parquet").assign(model=p.id))
         if r["latent"] is not None:
             t = pd.read_parquet(r["latent"] / "factors.parquet")

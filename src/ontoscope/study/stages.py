@@ -52,9 +52,9 @@ def train_stage(plan: ModelPlan, stimuli: Path, out: Path) -> dict[str, Any]:
     record: dict[str, Any] = {"final_eval": card.get("final_eval"), "steps": plan.train.get("steps")}
     if model.output == "audio":
         from ontoscope.models.fidelity import reconstruction_fidelity
-        from ontoscope.models.train import TrainConfig, split
+        from ontoscope.models.train import parse_config, split
 
-        held = split(len(ds), TrainConfig(**plan.train))[1]
+        held = split(len(ds), parse_config(plan.train))[1]
         table = reconstruction_fidelity(model, ds.audio(held), ds.sr)
         save_table(out / "fidelity.parquet", table)
         record["fidelity"] = {f"{r.factor} ({r.unit})": round(float(r.median), 4) for r in table.itertuples()
@@ -106,8 +106,6 @@ def choose_sites(model: AudioModel, max_sites: int | None) -> list[str] | None:
     sites = model.sites()
     if max_sites is None or len(sites) <= max_sites:
         return None
-    import numpy as np
-
     keep = {int(round(i)) for i in np.linspace(0, len(sites) - 1, max_sites)}
     neck = [i for i, s in enumerate(sites) if s.role == "bottleneck"]
     if neck and neck[0] not in keep:
