@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from ontoscope.ontology.stats import mean_interval
 
 KINDS = ("all", "static", "oscillatory")
 FIDELITY = {"f0": "f0 (cents)", "loudness": "loudness (dB)", "brightness": "brightness (dB/oct)",
@@ -36,16 +37,14 @@ def markdown(df: pd.DataFrame, digits: int = 3) -> str:
     return "\n".join([head, rule, *rows])
 
 
-def mean_ci(x: pd.Series, level: float = 0.95) -> str:
-    """``mean [low, high]`` with a t interval over the values (the seeds); the mean alone for one value."""
-    x = x.dropna().to_numpy(dtype=float)
-    if len(x) == 0:
+def mean_ci(x: pd.Series) -> str:
+    """``mean [low, high]`` with the study's 95 % t interval over the values (the seeds); the mean alone for one."""
+    fit = mean_interval(x.to_numpy(dtype=float))
+    if fit.n == 0:
         return ""
-    m = x.mean()
-    if len(x) < 2:
-        return f"{m:.3f}"
-    h = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
-    return f"{m:.3f} [{m - h:.3f}, {m + h:.3f}]"
+    if np.isnan(fit.ci_low):
+        return f"{fit.estimate:.3f}"
+    return f"{fit.estimate:.3f} [{fit.ci_low:.3f}, {fit.ci_high:.3f}]"
 
 
 def load(run: Path) -> dict[str, pd.DataFrame]:
@@ -195,10 +194,10 @@ def factor_figure(t: dict[str, pd.DataFrame], knobs: list[str], path: Path) -> N
         for (factor, kind), g in sub.groupby(["factor", "factor_kind"]):
             xs, ms, hs = [], [], []
             for value, at in g.groupby(knob, sort=True):
-                y = at["icv_score"].dropna().to_numpy()
+                fit = mean_interval(at["icv_score"].to_numpy(dtype=float))
                 xs.append(str(value) if knob == "antialias" else float(value))
-                ms.append(y.mean() if len(y) else np.nan)
-                hs.append(stats.t.ppf(0.975, len(y) - 1) * y.std(ddof=1) / np.sqrt(len(y)) if len(y) > 1 else 0)
+                ms.append(fit.estimate)
+                hs.append(0.0 if np.isnan(fit.ci_high) else fit.ci_high - fit.estimate)
             ax.errorbar(xs, ms, yerr=hs, marker="o", capsize=3, ls="-" if kind == "static" else "--", label=factor)
         if knob != "antialias":
             ax.set_xscale("log", base=2)
@@ -223,10 +222,8 @@ def views_table(run: Path, t: dict[str, pd.DataFrame]) -> str | None:
     probes = probes[probes["probe"] == "ridge"]
     best = probes.loc[probes.groupby(["model", "factor", "view"])["test_r2"].idxmax()]
     wide = best.pivot_table(index=["model", "factor"], columns="view", values="test_r2").add_prefix("R² ")
-    where = best.assign(at=best["view"] + "@" + best["site"]).pivot_table(
-        index=["model", "factor"], columns="view", values="at", aggfunc="first")
-    wide["best view @ site"] = [where.loc[i, wide.loc[i, [c for c in wide.columns if c.startswith("R² ")]]
-                                          .astype(float).idxmax()[3:]] for i in wide.index]
+    top = best.loc[best.groupby(["model", "factor"])["test_r2"].idxmax()].set_index(["model", "factor"])
+    wide["best view @ site"] = top["view"] + "@" + top["site"]
     op = t["operational"]
     icv = op[op["model"].isin(probes["model"].unique())].groupby(["model", "factor"])["icv_score"].max()
     wide = wide.join(icv.rename("best ICV score")).reset_index()
