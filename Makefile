@@ -10,6 +10,13 @@ SF_BANK := /usr/share/sounds/sf2/FluidR3_GM.sf2
 # The headless browser the report's test loads the HTML report in.
 BROWSER_DEBS := chromium
 
+# Shell tests and commands of the system-package targets below: root with apt-get; $(call apt_install,DEBS,WHY)
+# installs DEBS quietly, updating the package lists and retrying once if the first attempt fails.
+CAN_APT := [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1
+apt_install = echo "installing $(1) with apt-get ($(2))"; export DEBIAN_FRONTEND=noninteractive; \
+  { apt-get install -y -q --no-install-recommends $(1) >/dev/null 2>&1 || \
+    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends $(1) >/dev/null 2>&1; }; }
+
 .PHONY: setup soundfont browser run test bench findings lint clean
 
 setup: soundfont browser $(STAMP)
@@ -18,12 +25,8 @@ setup: soundfont browser $(STAMP)
 soundfont:
 	@if { [ -n "$$ONTOSCOPE_SOUNDFONT" ] || [ -f $(SF_BANK) ]; } && \
 	    $(PY) -c "import ctypes.util, sys; sys.exit(not ctypes.util.find_library('fluidsynth'))"; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing $(SF_DEBS) with apt-get (SoundFont stimuli)"; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  { apt-get install -y -q --no-install-recommends $(SF_DEBS) >/dev/null 2>&1 || \
-	    { apt-get update -q >/dev/null 2>&1 && \
-	      apt-get install -y -q --no-install-recommends $(SF_DEBS) >/dev/null 2>&1; }; } || \
+	elif $(CAN_APT); then \
+	  $(call apt_install,$(SF_DEBS),SoundFont stimuli) || \
 	  echo "apt-get could not install $(SF_DEBS); the SoundFont tests will be skipped"; \
 	else \
 	  echo "SoundFont stimuli need libfluidsynth and a GM bank: install them with" \
@@ -33,12 +36,8 @@ soundfont:
 # Installs BROWSER_DEBS where it can (root and apt-get); never fails: without Chromium the browser test is skipped.
 browser:
 	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing $(BROWSER_DEBS) with apt-get (headless test of the HTML report)"; \
-	  export DEBIAN_FRONTEND=noninteractive; \
-	  { apt-get install -y -q --no-install-recommends $(BROWSER_DEBS) >/dev/null 2>&1 || \
-	    { apt-get update -q >/dev/null 2>&1 && \
-	      apt-get install -y -q --no-install-recommends $(BROWSER_DEBS) >/dev/null 2>&1; }; } || \
+	elif $(CAN_APT); then \
+	  $(call apt_install,$(BROWSER_DEBS),headless test of the HTML report) || \
 	  echo "apt-get could not install $(BROWSER_DEBS); the report's browser test will be skipped"; \
 	else \
 	  echo "the report's browser test needs Chromium: install it with 'sudo apt-get install $(BROWSER_DEBS)'; until then it is skipped"; \
