@@ -151,21 +151,28 @@ def test_probe_command_on_a_planted_model(tmp_path):
 def test_probe_interventions_write_the_icv_table_and_audio(tmp_path):
     common = ["--sr", 16000, "--seconds", 0.5, "--factors", "f0,loudness,noise", "--overwrite"]
     assert run("stimuli", tmp_path / "set", "--n", 48, "--seed", 2, *common).returncode == 0
-    assert run("stimuli", tmp_path / "pairs", "--n", 4, "--seed", 3, "--pairs", *common).returncode == 0
+    assert run("stimuli", tmp_path / "pairs", "--n", 6, "--seed", 3, "--pairs", *common).returncode == 0
     r = run("probe", "planted:factors=f0+loudness+noise,omit=noise", "--data", tmp_path / "set", "--out",
             tmp_path / "p", "--sites", "planted.latent", "--views", "pooled,frames", "--probes", "ridge",
-            "--interventions", "--pairs", tmp_path / "pairs", "--sae")
+            "--interventions", "--pairs", tmp_path / "pairs", "--families", "additive,interchange,das", "--sae")
     assert r.returncode == 0, r.stderr
     assert "operational ontology" in r.stdout
-    op = pd.read_parquet(tmp_path / "p" / "operational.parquet").set_index("factor")
-    assert op.loc["f0", "status"] == "icv" and op.loc["noise", "status"] == "absent"
-    assert op.loc["f0", "iia"] > 0.9
+    op = pd.read_parquet(tmp_path / "p" / "operational.parquet").set_index(["factor", "family"])
+    assert set(op.index.get_level_values("family")) == {"additive", "interchange", "das"}
+    assert op.loc[("f0", "additive"), "status"] == "icv" and op.loc[("noise", "additive"), "status"] == "absent"
+    assert op.loc[("f0", "interchange"), "iia"] > 0.9
+    # decodability is the capture's: the same number `ontoscope probe` printed for the pooled view
+    probes = pd.read_parquet(tmp_path / "p" / "probes.parquet")
+    pooled = probes[(probes["view"] == "pooled") & (probes["probe"] == "ridge")].set_index("factor")["test_r2"]
+    assert op.loc[("f0", "additive"), "decodability"] == pytest.approx(pooled["f0"])
     assert (tmp_path / "p" / "examples" / "planted.latent" / "f0_steered.wav").is_file()
     assert (tmp_path / "p" / "figures" / "icv_by_site.png").is_file()
-    assert (tmp_path / "p" / "figures" / "effects_by_site.png").is_file()
+    assert (tmp_path / "p" / "figures" / "dose_response.png").is_file()
     sae = pd.read_parquet(tmp_path / "p" / "sae.parquet")
     assert set(sae["factor"]) == {"f0", "loudness", "noise"} and (sae["site"] == "planted.latent").all()
-    for args, message in [(["--das"], "add --interventions"), (["--interventions", "--das"], "give --pairs"),
+    for args, message in [(["--families", "gain"], "add --interventions"),
+                          (["--interventions", "--families", "steer"], "unknown intervention family 'steer'"),
+                          (["--interventions", "--views", "frames"], "pooled view"),
                           (["--sae", "--views", "pooled"], "frames view")]:
         r = run("probe", "planted", "--data", tmp_path / "set", "--out", tmp_path / "q", *args)
         lines = [ln for ln in r.stderr.splitlines() if ln.strip()]

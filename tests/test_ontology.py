@@ -17,7 +17,7 @@ from ontoscope.ontology import (
     agreement,
     agreement_summary,
     attribution,
-    best_kind,
+    best_family,
     claims,
     compare,
     confusion,
@@ -25,6 +25,7 @@ from ontoscope.ontology import (
     wilson_interval,
     within_slope,
 )
+from ontoscope.ontology.claims import FAILED_CONTROLS, with_controls
 from ontoscope.probing.icv import ICVThresholds
 from ontoscope.probing.operational import OperationalOntology
 
@@ -122,7 +123,7 @@ SCORE_OF = {("encoder.down0", "f0"): 0.9, ("encoder.down0", "loudness"): 0.3, ("
 @pytest.fixture(scope="module")
 def constructed():
     """Two models, each with one held affords/icv, one over-prediction, one under-prediction and three held limits;
-    the temporal intervention of vibrato at the first site scores higher than the static one."""
+    the modulation of vibrato at the first site scores higher than the additive one."""
     models, _, _ = study(strides=(8,), bottlenecks=(16,), seeds=(0, 1))
     lat = [{"model": m, "site": s, "factor": f, "status": st}
            for m in models["model"] for (s, f), st in LATENT_OF.items()]
@@ -130,10 +131,10 @@ def constructed():
     for m in models["model"]:
         for (s, f), sc in SCORE_OF.items():
             kind = "oscillatory" if f in OSC else "static"
-            op.append({"model": m, "site": s, "factor": f, "factor_kind": kind, "kind": "static", "icv_score": sc,
+            op.append({"model": m, "site": s, "factor": f, "factor_kind": kind, "family": "additive", "icv_score": sc,
                        "status": _status(sc)})
             if (s, f) == ("encoder.down0", "vibrato_depth"):
-                op.append({"model": m, "site": s, "factor": f, "factor_kind": kind, "kind": "temporal",
+                op.append({"model": m, "site": s, "factor": f, "factor_kind": kind, "family": "modulation",
                            "icv_score": 0.3, "status": "entangled"})
     return models, pd.DataFrame(lat), pd.DataFrame(op)
 
@@ -143,7 +144,7 @@ def test_agreement_labels_and_confusion_are_as_constructed(constructed):
     table = agreement(lat, op)
     assert len(table) == 12
     one = table[table["model"] == table["model"].iloc[0]].set_index(["site", "factor"])
-    assert one.loc[("encoder.down0", "vibrato_depth"), "intervention"] == "temporal"
+    assert one.loc[("encoder.down0", "vibrato_depth"), "intervention"] == "modulation"
     assert one.loc[("encoder.down0", "vibrato_depth"), "measured_status"] == "entangled"
     assert one.loc[("encoder.down0", "loudness"), "failure"] == "over-predicted"
     assert one.loc[("bottleneck", "f0"), "failure"] == "under-predicted"
@@ -161,16 +162,25 @@ def test_agreement_labels_and_confusion_are_as_constructed(constructed):
     assert s["majority"] == "not icv" and s["base_rate"] == pytest.approx(8 / 12)
 
 
-def test_best_kind_is_operational_best_per_model():
-    t = pd.DataFrame({"site": ["a", "a", "a", "b", "b", "b"], "site_index": [0, 0, 0, 1, 1, 1],
-                      "factor": ["f0", "vibrato_depth", "vibrato_depth", "f0", "vibrato_depth", "vibrato_depth"],
-                      "factor_kind": ["static", "oscillatory", "oscillatory"] * 2,
-                      "kind": ["static", "static", "temporal"] * 2, "icv_score": [0.4, np.nan, 0.2, 0.6, 0.3, 0.3],
-                      "status": ["entangled"] * 6})
+def test_best_family_is_operational_best_per_model():
+    """An icv row wins over a higher-scoring entangled one; a random-direction row is never picked; otherwise the
+    higher score; the study's rule per model equals OperationalOntology.best."""
+    t = pd.DataFrame({"site": ["a"] * 4 + ["b"] * 3, "site_index": [0] * 4 + [1] * 3,
+                      "factor": ["f0", "f0", "vibrato_depth", "vibrato_depth", "f0", "vibrato_depth", "vibrato_depth"],
+                      "factor_kind": ["static", "static", "oscillatory", "oscillatory", "static", "oscillatory",
+                                      "oscillatory"],
+                      "family": ["additive", "gain", "additive", "modulation", "additive", "additive", "modulation"],
+                      "variant": ["pattern", "site", "random", "time_warp", "pattern", "pattern", "gain"],
+                      "icv_score": [0.9, 0.7, 0.99, 0.2, 0.6, np.nan, 0.3],
+                      "status": ["entangled", "icv", "icv", "entangled", "entangled", "absent", "entangled"]})
     op = OperationalOntology(t, pd.DataFrame(), pd.DataFrame(), {}, 16000, ICVThresholds())
+    best = op.best().set_index(["site", "factor"])
+    assert best.loc[("a", "f0"), "family"] == "gain"  # icv first
+    assert best.loc[("a", "vibrato_depth"), "family"] == "modulation"  # never the random direction
+    assert best.loc[("b", "vibrato_depth"), "family"] == "modulation"  # a score beats none
     both = pd.concat([t.assign(model="m2"), t.assign(model="m1")], ignore_index=True)
     for m in ("m1", "m2"):
-        mine = best_kind(both)
+        mine = best_family(both)
         mine = mine[mine["model"] == m].drop(columns="model").reset_index(drop=True)
         pd.testing.assert_frame_equal(mine, op.best())
 
@@ -318,3 +328,15 @@ def test_ontology_imports_no_higher_layer():
             names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
                      [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not any(n.startswith(("ontoscope.study", "ontoscope.report")) for n in names), path
+
+
+def test_failed_controls_void_every_verdict_and_say_why():
+    table = pd.DataFrame({"claim": [1, 2], "verdict": ["supported", "inconclusive"], "reason": ["a", "b"]})
+    ok = pd.DataFrame({"family": ["gain"], "sensitivity": [1.0], "fpr": [0.0], "passed": [True]})
+    assert with_controls(table, ok).equals(table) and with_controls(table, None).equals(table)
+    bad = pd.DataFrame({"family": ["gain", "das"], "sensitivity": [1.0, 0.5], "fpr": [0.0, 0.1],
+                        "passed": [True, False]})
+    out = with_controls(table, bad)
+    assert (out["verdict"] == FAILED_CONTROLS).all() and out["reason"].str.contains("das: sensitivity 0.50").all()
+    assert "gain" not in out["reason"].iloc[0]
+

@@ -1,4 +1,5 @@
-"""The operational ontology on planted models: statuses, scores and subspaces known by construction."""
+"""The operational ontology on models whose answer is known by construction: planted, trained controllers,
+the waveform itself and a place code."""
 
 import numpy as np
 import pandas as pd
@@ -6,18 +7,21 @@ import pytest
 import torch
 
 from ontoscope.errors import ConfigError
+from ontoscope.models.controls import ControllerModel, PlaceControl, WaveformControl
 from ontoscope.models.planted import PlantedModel
 from ontoscope.probing.alignment import fit_alignment, principal_angles
 from ontoscope.probing.icv import ICVThresholds, icv_scores
-from ontoscope.probing.operational import OperationalOntology, operational_ontology
+from ontoscope.probing.operational import OperationalOntology, operational_ontology, pattern_directions
 from ontoscope.probing.steering import mean_difference_directions
 from ontoscope.stimuli import FactorSpace
-from ontoscope.stimuli.dataset import StimulusSet
+from ontoscope.stimuli.dataset import StimulusSet, set_space
 from ontoscope.stimuli.pairs import counterfactual_pairs
 
 SR = 16000
 NAMES = ["f0", "loudness", "brightness", "odd_even"]
 SITE = "planted.latent"
+#: Two dose levels per family keep the measurement (the descriptors on every edited clip) affordable.
+DOSES = {"additive": [0.3, 1.7], "gain": [0.25, 1.0], "time_warp": [0.08, 0.3]}
 
 
 @pytest.fixture(scope="module")
@@ -28,68 +32,114 @@ def space():
 @pytest.fixture(scope="module")
 def sets(space, tmp_path_factory):
     root = tmp_path_factory.mktemp("operational")
-    ds = StimulusSet.render(root / "stimuli", space.sample(64, seed=0), SR, 0.5, progress=False)
+    ds = StimulusSet.render(root / "stimuli", space.sample(48, seed=0), SR, 0.5, progress=False)
     pairs = StimulusSet.render(root / "pairs", counterfactual_pairs(space, 6, seed=1, min_change=0.2), SR, 0.5,
                                progress=False)
     return ds, pairs
 
 
-def _run(space, sets, **planted):
-    ds, pairs = sets
-    return operational_ontology(PlantedModel(space, sample_rate=SR, **planted), ds, pairs=pairs, sites=[SITE],
-                                n_steer=8, progress=False)
-
-
-def _predicted_specificity(model, base, vector, intended):
-    """Specificity of steering along ``vector`` computed from the planted decoder itself (no synthesis, no
-    descriptors): each factor's least-squares slope over the magnitudes, with each clip's own offset."""
-    z = model.encode(base, SITE)
-    d = torch.as_tensor(vector, dtype=torch.float32)[None, :, None]
-    mags = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
-    slopes = {}
-    for n in NAMES:
-        v = np.array([model.space[n].normalize(model.factor_values(z + m * d, SITE)[n].numpy()) for m in mags])
-        v = v - v.mean(0)
-        slopes[n] = abs(float((mags[:, None] * v).sum() / (mags**2).sum() / v.shape[1]))
-    return slopes[intended] / sum(slopes.values())
-
-
 @pytest.fixture(scope="module")
 def linear(space, sets):
-    """The planted model at angle 0, linear, with odd/even left out."""
-    return _run(space, sets, angle=0.0, omit=["odd_even"])
-
-
-def test_unrotated_factors_are_icvs_and_a_left_out_factor_is_absent(linear):
-    t = linear.table.set_index("factor")
-    for name in ["f0", "loudness", "brightness"]:
-        row = t.loc[name]
-        assert row["status"] == "icv", row
-        assert row["decodability"] > 0.97 and row["specificity"] > 0.97 and row["iia"] > 0.95
-        assert row["consistency"] == 1.0 and row["efficacy"] > 0.7 and row["icv_score"] > 0.9
-        assert row["erasure_drop"] > 0.9 and row["erasure_collateral"] < 0.1
-    gone = t.loc["odd_even"]
-    assert gone["status"] == "absent" and gone["decodability"] < 0.1 and gone["efficacy"] < 0.05
-    assert list(linear.status().columns) == [SITE] and linear.status().loc["odd_even", SITE] == "absent"
-
-
-def test_cubic_entanglement_lowers_specificity_and_iia_as_planted(space, sets, linear):
-    """A linear rotation is undone by the probe's direction (the factor is still one variable, spread over two
-    channels); through the cube no fixed direction moves one factor of a rotated pair alone. Specificity, IIA and
-    the score fall from the linear model to the cubic one at 45°, and the measured specificity (synthesizer +
-    descriptors) matches the one the planted decoder predicts for the same directions and clips."""
+    """The planted model at angle 0, linear, with odd/even left out: additive, interchange and DAS."""
     ds, pairs = sets
-    model = PlantedModel(space, sample_rate=SR, angle=45.0, nonlinearity="cubic")
-    bent = operational_ontology(model, ds, pairs=pairs, sites=[SITE], n_steer=8, progress=False)
-    tb, tl = bent.table.set_index("factor"), linear.table.set_index("factor")
+    return operational_ontology(PlantedModel(space, sample_rate=SR, omit=["odd_even"]), ds, pairs=pairs, sites=[SITE],
+                                families=["additive", "interchange", "das"], n_steer=6, doses=DOSES,
+                                progress=False)
+
+
+def test_pattern_directions_recover_a_planted_mixing_with_the_other_factors_held():
+    rng = np.random.default_rng(0)
+    y = pd.DataFrame(rng.random((400, 2)), columns=["a", "b"])
+    y["b"] = 0.7 * y["a"] + 0.3 * y["b"]  # correlated factors
+    mix = np.array([[1.0, 0.0, 2.0], [0.0, 3.0, 0.0]])
+    p = pattern_directions(y.to_numpy() @ mix, y)
+    np.testing.assert_allclose(p["a"], mix[0] * y["a"].std(ddof=0), atol=1e-9)
+    np.testing.assert_allclose(p["b"], mix[1] * y["b"].std(ddof=0), atol=1e-9)
+
+
+@pytest.mark.slow
+def test_unrotated_factors_are_icvs_in_every_family_and_a_left_out_factor_is_absent(linear):
+    t = linear.table.set_index(["factor", "family"])
+    for name in ["f0", "loudness", "brightness"]:
+        for fam in ("additive", "interchange", "das"):
+            row = t.loc[(name, fam)]
+            assert row["status"] == "icv", (name, fam, row)
+            assert row["decodability"] > 0.97 and row["specificity"] > 0.9 and row["consistency"] == 1.0
+        assert t.loc[(name, "interchange"), "iia"] > 0.9 and t.loc[(name, "interchange"), "iia_random"] < 0.6
+        assert t.loc[(name, "additive"), "erasure_drop"] > 0.9
+    for fam in ("additive", "interchange", "das"):
+        assert t.loc[("odd_even", fam), "status"] == "absent"
+    assert list(linear.status().columns) == [SITE] and linear.status().loc["odd_even", SITE] == "absent"
+    assert (linear.table["role"] == "bottleneck").all()
+
+
+@pytest.mark.slow
+def test_cubic_entanglement_lowers_specificity_as_planted(space, sets, linear):
+    """Through the cube at 45°, no fixed direction moves one factor of a rotated pair alone."""
+    ds, pairs = sets
+    bent = operational_ontology(PlantedModel(space, sample_rate=SR, angle=45.0, nonlinearity="cubic"), ds,
+                                pairs=pairs, sites=[SITE], families=["additive"], n_steer=6, doses=DOSES,
+                                progress=False)
+    tb = bent.table.set_index("factor")
+    tl = linear.table[linear.table["family"] == "additive"].set_index("factor")
     encoded = ["f0", "loudness", "brightness"]
     assert (tb.loc[encoded, "specificity"] < tl.loc[encoded, "specificity"] - 0.1).all()
-    assert (tb.loc[encoded, "iia"] < tl.loc[encoded, "iia"] - 0.05).all()
     assert (tb.loc[encoded, "icv_score"] < tl.loc[encoded, "icv_score"]).all()
-    base = ds.audio(bent.steer_clips)
-    for name in NAMES:
-        predicted = _predicted_specificity(model, base, bent.directions[(SITE, name)], name)
-        assert tb.loc[name, "specificity"] == pytest.approx(predicted, abs=0.1), name
+
+
+@pytest.mark.slow
+def test_a_trained_controller_holds_every_encoded_factor_and_gain_or_warp_control_nothing(space, sets):
+    """Positive and negative cells of the trained control: the omitted factor is no ICV; the hidden trajectory is
+    constant over frames, so gain and time-warp do nothing; a random direction is not a control."""
+    ds, pairs = sets
+    model = ControllerModel(space, omit=["odd_even"], sample_rate=SR, seed=1)
+    assert model.fit_error < 0.05
+    op = operational_ontology(model, ds, pairs=pairs, families=["additive", "gain", "time_warp", "interchange"],
+                              n_steer=6, doses=DOSES, random_directions=True, progress=False)
+    t = op.table
+    pos = t[(t["variant"] == "pattern") & (t["factor"] != "odd_even")]
+    assert (pos["status"] == "icv").all(), pos
+    neg = t[(t["family"].isin(["gain", "time_warp"])) | (t["factor"] == "odd_even")]
+    assert not (neg["status"] == "icv").any(), neg[neg["status"] == "icv"]
+    # a random direction moves several factors at once: less specific than the factor's own pattern
+    random = t[(t["variant"] == "random") & (t["factor"] != "odd_even")].set_index(["site", "factor"])
+    assert (random["specificity"] < pos.set_index(["site", "factor"]).loc[random.index, "specificity"]).mean() >= 0.8
+    assert (op.best()["variant"] != "random").all()
+
+
+@pytest.mark.slow
+def test_gain_and_time_warp_control_loudness_and_pitch_at_the_waveform(space, sets):
+    ds, _ = sets
+    op = operational_ontology(WaveformControl(sample_rate=SR), ds, families=["gain", "time_warp", "additive"],
+                              n_steer=6, doses=DOSES, progress=False)
+    t = op.table.set_index(["factor", "family"])
+    # the largest gain here is a ratio of 2: +6 dB against the set's loudness spread of about 9 dB
+    assert t.loc[("loudness", "gain"), "status"] == "icv" and t.loc[("loudness", "gain"), "efficacy"] > 0.5
+    assert t.loc[("loudness", "gain"), "specificity"] > 0.9
+    assert t.loc[("f0", "time_warp"), "status"] == "icv" and t.loc[("f0", "time_warp"), "view"] == "timing"
+    assert t.loc[("f0", "gain"), "status"] != "icv" and t.loc[("loudness", "time_warp"), "status"] != "icv"
+    assert not (op.table[op.table["family"] == "additive"]["status"] == "icv").any()
+    leveled = operational_ontology(WaveformControl(sample_rate=SR, level_db=-20.0), ds, families=["gain"],
+                                   n_steer=6, doses=DOSES, progress=False)
+    assert not (leveled.table["status"] == "icv").any()  # the decoder reads the site apart from its norm
+
+
+@pytest.mark.slow
+def test_a_place_shift_moves_a_place_code_by_its_steps_and_does_nothing_useful_when_shuffled(space, sets):
+    ds, _ = sets
+    model = PlaceControl(space, sample_rate=SR)
+    op = operational_ontology(model, ds, families=["place_shift"], doses={"place_shift": [4, 16]}, n_steer=6,
+                              progress=False)
+    row = op.table.set_index("factor").loc["f0"]
+    assert row["status"] == "icv" and row["consistency"] == 1.0
+    curve = op.effects[(op.effects["intended"] == "f0") & (op.effects["measured"] == "f0")].set_index("dose")
+    # 16 steps of 20 cents on the normalised log axis of the set's f0 range
+    f0 = set_space(ds)["f0"]
+    per_step = 20 / (1200 * np.log2(f0.high / f0.low))
+    assert curve.loc[16.0, "odd"] == pytest.approx(16 * per_step, rel=0.01)
+    shuffled = operational_ontology(PlaceControl(space, shuffled=True, sample_rate=SR), ds, families=["place_shift"],
+                                    n_steer=6, progress=False)
+    assert shuffled.table.set_index("factor").loc["f0", "status"] != "icv"
 
 
 def test_das_finds_the_planted_subspace_where_the_mean_difference_is_biased(space, tmp_path):
@@ -110,12 +160,14 @@ def test_das_finds_the_planted_subspace_where_the_mean_difference_is_biased(spac
     before = principal_angles(biased, planted)[0]
     al = fit_alignment(model, pairs, SITE, "loudness", init=biased, restarts=0, steps=60, lr=0.02)
     after = principal_angles(al.basis, planted)[0]
-    assert before > 25 and after < 8, (before, after)
+    assert before > 25 and after < 10, (before, after)
     assert al.loss[-1] < al.loss[0] / 3
 
 
+@pytest.mark.slow
 def test_an_encoder_only_model_is_read_by_probes_on_its_output(space, sets):
-    """A model whose output is its latent (no audio): steering is measured by ridge readouts of the output."""
+    """A model whose output is its latent (no audio): steering and interchange are measured by ridge readouts of
+    the output, against the model's own output on the source."""
 
     class Embedding(PlantedModel):
         output = "embedding"
@@ -123,42 +175,69 @@ def test_an_encoder_only_model_is_read_by_probes_on_its_output(space, sets):
         def resume(self, acts, site, n_samples=None):
             return self.mix(self.unmix(acts)) if site == SITE else self.mix(acts)
 
-    ds, _ = sets
-    op = operational_ontology(Embedding(space, sample_rate=SR), ds, sites=[SITE], n_steer=8, progress=False)
-    t = op.table.set_index("factor")
-    assert (t["status"] == "icv").all() and (t["specificity"] > 0.95).all() and t["iia"].isna().all()
+    ds, pairs = sets
+    op = operational_ontology(Embedding(space, sample_rate=SR), ds, pairs=pairs, sites=[SITE],
+                              families=["additive", "interchange"], n_steer=6, doses=DOSES, progress=False)
+    t = op.table.set_index(["factor", "family"])
+    for name in NAMES:
+        assert t.loc[(name, "additive"), "status"] == "icv" and t.loc[(name, "additive"), "specificity"] > 0.9
+        assert t.loc[(name, "interchange"), "iia"] > 0.9
     assert not op.examples
 
 
 def test_icv_score_is_the_geometric_mean_and_the_status_follows_the_thresholds():
-    t = pd.DataFrame({"decodability": [0.9, 0.9, 0.05, 0.9], "efficacy": [0.8, 2.0, 0.01, 0.8],
-                      "specificity": [0.9, 0.3, 0.2, 0.9], "consistency": [1.0, 1.0, 0.5, 1.0],
-                      "iia": [0.9, np.nan, np.nan, 0.2]})
+    t = pd.DataFrame({"decodability": [0.9, 0.9, 0.05, 0.9, 0.9], "efficacy": [0.8, 2.0, 0.01, 0.9, 0.9],
+                      "specificity": [0.9, 0.3, 0.2, 0.9, 0.9], "consistency": [1.0, 1.0, 0.5, 1.0, 1.0],
+                      "family": ["additive", "gain", "additive", "das", "das"],
+                      "iia_random": [np.nan] * 3 + [0.1, 0.8]})
     s = icv_scores(t)
-    assert s["icv_score"].iloc[0] == pytest.approx((0.9 * 0.8 * 0.9 * 1.0 * 0.9) ** (1 / 5))
+    assert s["icv_score"].iloc[0] == pytest.approx((0.9 * 0.8 * 0.9 * 1.0) ** (1 / 4))
     assert s["icv_score"].iloc[1] == pytest.approx((0.9 * 1.0 * 0.3 * 1.0) ** (1 / 4))  # efficacy clipped at 1
-    assert list(s["status"]) == ["icv", "entangled", "absent", "entangled"]
-    assert icv_scores(t, ICVThresholds(iia=0.1))["status"].iloc[3] == "icv"
+    # the last DAS row is no better than a random subspace
+    assert list(s["status"]) == ["icv", "entangled", "absent", "icv", "entangled"]
+    assert icv_scores(t, ICVThresholds(iia_margin=0.0))["status"].iloc[4] == "icv"
     with pytest.raises(ConfigError, match="must lie in"):
         ICVThresholds(specificity=1.5)
     with pytest.raises(ConfigError, match="lacks the measures"):
         icv_scores(t.drop(columns="efficacy"))
 
 
+@pytest.mark.slow
 def test_save_and_load_round_trip(linear, tmp_path):
     op = linear
     out = op.save(tmp_path / "op")
     back = OperationalOntology.load(out)
     pd.testing.assert_frame_equal(back.table, op.table)
+    pd.testing.assert_frame_equal(back.probes, op.probes)
     assert (out / "examples" / SITE / "f0_steered.wav").exists()
     with pytest.raises(ConfigError, match="no operational ontology"):
         OperationalOntology.load(tmp_path)
 
 
-def test_bad_input(space, sets):
-    ds, _ = sets
+@pytest.mark.parametrize("kwargs, message", [
+    ({"factors": ["vibrato_rate"]}, "not varied"),
+    ({"families": ["steer"]}, "unknown intervention family 'steer'"),
+    ({"doses": {"gain": []}}, "gain doses are empty"),
+    ({"doses": {"time_warp": [0.1, float("nan")]}}, "must be finite"),
+    ({"doses": {"interchange": [1.0]}}, "only additive, gain, time_warp, place_shift take dose levels"),
+    ({"families": ["place_shift"]}, "declares no ordered axis"),
+    ({"das_rank": 4}, "DAS rank 4 is not below the width"),
+])
+def test_bad_input_is_refused_before_any_work(space, sets, kwargs, message):
+    ds, pairs = sets
     model = PlantedModel(space, sample_rate=SR)
-    with pytest.raises(ConfigError, match="not varied"):
-        operational_ontology(model, ds, factors=["vibrato_rate"], progress=False)
+    with pytest.raises(ConfigError, match=message):
+        operational_ontology(model, ds, pairs=pairs, progress=False, **kwargs)
+
+
+def test_a_model_at_another_rate_is_refused(space, sets):
+    ds, _ = sets
     with pytest.raises(ConfigError, match="expects 22050 Hz"):
         operational_ontology(PlantedModel(space, sample_rate=22050), ds, progress=False)
+
+
+def test_the_controller_is_differentiable_for_das(space):
+    model = ControllerModel(space, sample_rate=SR, steps=10)
+    acts = torch.zeros(1, 32, 4, requires_grad=True)
+    model.resume(acts, "controller.hidden1", 1600).sum().backward()
+    assert acts.grad is not None and torch.isfinite(acts.grad).all()

@@ -47,9 +47,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _comparison(latent: pd.DataFrame, operational: pd.DataFrame) -> pd.DataFrame:
     """The agreement table of a comparison: a prediction held where ``affords`` met ``icv`` or a limit met no ICV."""
-    best = best_rows(operational)[["model", "site", "factor", "factor_kind", "status", "icv_score", "kind"]]
+    best = best_rows(operational)[["model", "site", "factor", "factor_kind", "status", "icv_score", "family"]]
     c = latent[["model", "site", "factor", "status", "reason"]].rename(columns={"status": "predicted_status"}).merge(
-        best.rename(columns={"status": "measured_status", "kind": "intervention"}), on=["model", "site", "factor"])
+        best.rename(columns={"status": "measured_status", "family": "intervention"}), on=["model", "site", "factor"])
     limited, icv = c["predicted_status"] != "affords", c["measured_status"] == "icv"
     c["prediction"] = limited.map({True: "limited", False: "affords"})
     c["outcome"] = icv.map({True: "icv", False: "not icv"})
@@ -139,9 +139,10 @@ def _build_run(root: Path) -> Path:
                           empirical=False, sweep_points=8, spectra_freqs=4, seed=seed, progress=False)
             lat.save(root / lat_dir)
             latent.append(lat.factors.assign(model=mid))
-        # measuring the steered audio dominates the cost: two clips, three steps, temporal rows for one model
-        op = operational_ontology(model, stimuli, sites=sites, n_steer=2, magnitudes=(-1.0, 0.0, 1.0), erasure=False,
-                                  temporal=i == 0, seed=seed, progress=False)
+        # measuring the edited audio dominates the cost: two clips, one dose level, a time-warp for one model
+        op = operational_ontology(model, stimuli, sites=sites, n_steer=2, erasure=False, seed=seed, progress=False,
+                                  families=["additive", "gain"] + (["time_warp"] if i == 0 else []),
+                                  doses={"additive": [1.0], "gain": [1.0], "time_warp": [0.1]})
         op.save(root / op_dir)
         write_operational_figures(op.table, op.effects, root / op_dir / "figures")
         operational.append(op.table.assign(model=mid))
@@ -156,6 +157,9 @@ def _build_run(root: Path) -> Path:
     tables["comparison"] = _comparison(tables["latent"], tables["operational"])
     tables["knob_means"] = _knob_means(tables["operational"], tables["models"])
     tables["claims"] = _claims(tables["knob_means"], tables["comparison"])
+    tables["control_rates"] = pd.DataFrame({
+        "family": ["additive", "gain"], "positives": [6, 1], "found": [6, 1], "sensitivity": [1.0, 1.0],
+        "negatives": [10, 4], "false_positives": [0, 0], "fpr": [0.0, 0.0], "passed": [True, True]})
     for name, t in tables.items():
         save_table(root / "tables" / f"{name}.parquet", t)
     import yaml
@@ -198,11 +202,15 @@ def test_report_holds_every_section_in_order_with_its_figures_and_audio(run_dir,
     html = report.read_text()
     doc = _parse(report)
     ids = [a["id"] for t, a in doc.tags if t == "section"]
-    assert ids == ["claims", "ontologies", "knobs", "operators", "examples", "reproducibility"]
-    # 1. the four claims, with their numbers and verdict badges, come first
+    assert ids == ["controls", "claims", "ontologies", "knobs", "operators", "examples", "reproducibility"]
+    # 0. can the instrument see: the controls' rates per family, first
+    assert "controls passed" in html and html.index('id="controls"') < html.index('id="claims"')
+    controls = html[html.index('id="controls"'):html.index('id="claims"')]
+    assert "6 of 6" in controls and "0 of 10" in controls and "gain" in controls
+    # 1. the four claims, with their numbers and verdict badges
     claims = [a for t, a in doc.tags if t == "div" and "data-claim" in a]
     assert [c["data-claim"] for c in claims] == ["1", "2", "3", "4"]
-    badges = [a["class"] for t, a in doc.tags if t == "span" and a.get("class", "").startswith("badge")]
+    badges = [a["class"] for t, a in doc.tags if t == "span" and a.get("class", "").startswith("badge")][1:]
     verdicts = pd.read_parquet(run_dir / "tables" / "claims.parquet")["verdict"].tolist()
     assert badges == ["badge " + v.replace(" ", "-") for v in verdicts]
     claims_table = pd.read_parquet(run_dir / "tables" / "claims.parquet")
@@ -248,19 +256,20 @@ def test_report_holds_every_section_in_order_with_its_figures_and_audio(run_dir,
 
 def _best_static(op: pd.DataFrame, mid: str) -> str:
     rows = op[(op["model"] == mid) & (op["site"] == "bottleneck") & (op["factor_kind"] == "static")]
-    rows = rows[rows["kind"] == "static"].assign(s=rows["icv_score"].fillna(-1))
-    return rows.sort_values("s", ascending=False, kind="stable")["factor"].iloc[0]
+    rows = rows.assign(s=rows["icv_score"].fillna(-1), i=(rows["status"] == "icv").astype(int))
+    return rows.sort_values(["i", "s"], ascending=False, kind="stable")["factor"].iloc[0]
 
 
 def test_missing_optional_tables_and_directories_are_reported_not_fatal(run_dir, report, tmp_path):
     bare = tmp_path / "bare"
     shutil.copytree(run_dir, bare, ignore=shutil.ignore_patterns("report*", ".report*"))
-    for name in ("comparison", "claims", "knob_means"):
+    for name in ("comparison", "claims", "knob_means", "control_rates"):
         (bare / "tables" / f"{name}.parquet").unlink()
     shutil.rmtree(bare / "stages" / "operational" / "conv_ae_strides4x4_seed0" / "examples")
     shutil.rmtree(bare / "stages" / "latent" / "conv_ae_strides4x4_seed0")
     html = write_report(bare).read_text()
     assert "were not evaluated" in html and html.count("not evaluated</span>") == 4
+    assert "the instrument was not checked on\nits controls" in html
     assert "directory stages/latent/conv_ae_strides4x4_seed0 (named in run.json) is missing" in html
     assert "no steering examples" in html
     # the latent table still draws the heatmap of the model whose directory is gone

@@ -27,7 +27,8 @@ models:
     train: {steps: 40, batch_size: 8, warmup: 2, eval_every: 10, checkpoint_every: 5}
 analyses:
   latent: {seeds: 1, sweep_points: 16, jacobians: false}
-  operational: {n_steer: 3, max_sites: 2, erasure: false}
+  operational: {n_steer: 3, max_sites: 2, erasure: false, families: [additive, gain, interchange]}
+  controls: false
 report: {examples: 1}
 """
 
@@ -184,3 +185,41 @@ def test_a_run_directory_on_an_fsspec_url_resumes_from_another_working_copy(conf
     assert a.keys() == b.keys()
     for name in a:
         pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=name)
+
+
+CONTROLLED = """\
+name: controlled
+stimuli: {factors: [f0, loudness, vibrato_depth], n: 32, seconds: 1.0,
+          pairs: 6, seed: 2}
+models:
+  - family: conv_ae
+    arch: {width: 4, depth: 0}
+    grid: {strides: [[4, 4]]}
+    train: {steps: 10, batch_size: 4, warmup: 2, eval_every: 5, checkpoint_every: 5}
+analyses:
+  latent: {seeds: 1, sweep_points: 16, jacobians: false}
+  operational: {n_steer: 3, max_sites: 1, erasure: false, families: [gain], das_steps: 8}
+  controls: {seeds: [0], n_steer: 4}
+report: {examples: 0}
+"""
+
+
+@pytest.mark.slow
+def test_the_controls_run_first_and_their_rates_open_the_report(tmp_path):
+    """Every family's positive cells are found and no negative cell is called an ICV on the control models;
+    the rates reach the tables, the claims and the report's first section."""
+    cfg = tmp_path / "controlled.yaml"
+    cfg.write_text(CONTROLLED)
+    lines = []
+    report = run_study(cfg, tmp_path / "run", console=lines.append)
+    assert [ln.split()[1] for ln in lines[:3]] == ["stimuli", "pairs", "controls"]
+    rates = pd.read_parquet(tmp_path / "run" / "tables" / "control_rates.parquet").set_index("family")
+    assert {"additive", "gain", "time_warp", "place_shift", "modulation", "interchange", "das"} <= set(rates.index)
+    # (a family with no negative cell it could measure has no false-positive rate)
+    assert (rates["sensitivity"] == 1.0).all() and (rates["fpr"].fillna(0) == 0).all() and rates["passed"].all(), rates
+    rows = pd.read_parquet(tmp_path / "run" / "tables" / "controls.parquet")
+    assert set(rows["control"]) == {"controller", "waveform", "waveform_level", "place", "place_shuffled"}
+    claims = pd.read_parquet(tmp_path / "run" / "tables" / "claims.parquet")
+    assert "instrument failed its controls" not in set(claims["verdict"])
+    html = report.read_text()
+    assert html.index('id="controls"') < html.index('id="claims"') and "controls passed" in html

@@ -7,7 +7,7 @@ stabilises under training, measured by probing and intervening).
 
 from __future__ import annotations
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 from ontoscope.errors import OntoscopeError  # noqa: E402
 

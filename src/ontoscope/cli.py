@@ -187,13 +187,16 @@ def probe(
     data: Path = typer.Option(..., "--data", help="Stimulus set to capture the sites over."),
     out_dir: Path = typer.Option(..., "--out", help="Directory for the capture, tables and figures (resumes)."),
     sites: str = typer.Option(None, "--sites", help="Comma-separated sites (default: every site)."),
-    views: str = typer.Option("frames,pooled,modulation", "--views", help="Comma-separated views."),
+    views: str = typer.Option("frames,pooled,modulation,timing", "--views", help="Comma-separated views."),
     probes: str = typer.Option("ridge,mlp", "--probes", help="Comma-separated probes: ridge, mlp."),
     chunk: int = typer.Option(64, "--chunk", help="Clips per forward pass."),
-    interventions: bool = typer.Option(False, "--interventions", help="Also steer, interchange, erase: the ICV "
-                                       "table, effect matrices and audio examples."),
-    pairs: Path = typer.Option(None, "--pairs", help="Counterfactual pairs (`ontoscope stimuli --pairs`) for IIA."),
-    das: bool = typer.Option(False, "--das", help="Fit a DAS subspace per (site, factor) on the pairs."),
+    interventions: bool = typer.Option(False, "--interventions", help="Also intervene (every family that "
+                                       "applies): the ICV table, dose-response curves and audio examples."),
+    families: str = typer.Option(None, "--families", help="Comma-separated intervention families (default: all "
+                                 "that apply): additive, gain, time_warp, place_shift, modulation, interchange, das."),
+    pairs: Path = typer.Option(None, "--pairs", help="Counterfactual pairs (`ontoscope stimuli --pairs`) for "
+                               "interchange and DAS."),
+    das: bool = typer.Option(True, "--das/--no-das", help="Fit a DAS subspace per (site, factor) on the pairs."),
     sae: bool = typer.Option(False, "--sae", help="Fit a TopK sparse autoencoder per site (frames view)."),
     seed: int = typer.Option(0, "--seed", help="Seed of random weights, splits and probes."),
 ) -> None:
@@ -210,7 +213,7 @@ def probe(
 
     probe_command(model_ref, data, out_dir, sites=names(sites, "--sites"), views=names(views, "--views"),
                   probes=names(probes, "--probes"), chunk=chunk, interventions=interventions, pairs=pairs,
-                  das=das, sae=sae, seed=seed, console=out)
+                  families=names(families, "--families"), das=das, sae=sae, seed=seed, console=out)
 
 
 @app.command()

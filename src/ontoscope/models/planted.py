@@ -28,6 +28,7 @@ Omitted factors are decodable only through their correlation with encoded ones.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 
@@ -95,6 +96,7 @@ class PlantedModel(nn.Module):
         self.stride = max(1, int(round(sample_rate / frame_rate)))
         self.seed = int(seed)
         self.register_buffer("mixing", mixing_matrix(len(self.encoded), angle))
+        self._memo: dict[bytes, np.ndarray] = {}
         k = len(self.encoded)
         self._sites = [Site(SITES[0], "BCT", k, role="encoder", stride=self.stride),
                        Site(SITES[1], "BCT", k, role="bottleneck", stride=self.stride)]
@@ -105,12 +107,23 @@ class PlantedModel(nn.Module):
 
     # -- encoder ------------------------------------------------------------------------
     def normalised_factors(self, audio: torch.Tensor) -> torch.Tensor:
-        """``u`` ``[B, k]``: the measured factors mapped to [-1, 1] (0 where undefined)."""
+        """``u`` ``[B, k]``: the measured factors mapped to [-1, 1] (0 where undefined).
+
+        The encoder is a fixed function of each clip, so every clip's ``u`` is remembered (keyed by a digest of
+        its samples): a clip encoded again (the capture, the steered clips, the pairs) is not measured again.
+        """
         from ontoscope.descriptors import measure
 
-        table = measure(audio.detach().cpu(), self.sample_rate)
-        u = np.stack([2 * self.space[n].normalize(table[n].to_numpy()) - 1 for n in self.encoded], 1)
-        return torch.as_tensor(np.nan_to_num(u, nan=0.0), dtype=torch.float32, device=audio.device)
+        x = audio.detach().cpu().float().contiguous().numpy()
+        keys = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in x]
+        todo = [i for i, k in enumerate(keys) if k not in self._memo]
+        if todo:
+            table = measure(torch.from_numpy(x[todo]), self.sample_rate)
+            u = np.stack([2 * self.space[n].normalize(table[n].to_numpy()) - 1 for n in self.encoded], 1)
+            for i, row in zip(todo, np.nan_to_num(u, nan=0.0), strict=True):
+                self._memo[keys[i]] = row
+        u = np.stack([self._memo[k] for k in keys])
+        return torch.as_tensor(u, dtype=torch.float32, device=audio.device)
 
     def _frames(self, n_samples: int) -> int:
         return max(1, -(-n_samples // self.stride))

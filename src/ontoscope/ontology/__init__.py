@@ -8,7 +8,7 @@
   others held fixed, and the mean per knob value, with t intervals over seeds.
 - :func:`claims`: the four claims of the design, each ``supported``, ``not supported`` or ``inconclusive``
   by a stated rule (:class:`VerdictRules`).
-- :func:`best_kind` / :func:`model_scores`: the better kind of intervention per pair; per-model scores.
+- :func:`best_family` / :func:`model_scores`: the intervention family that controls each pair; per-model scores.
 - :func:`wilson_interval` / :func:`mean_interval` / :func:`within_slope`: the intervals.
 
 See ``docs/comparison.md``.
@@ -19,7 +19,7 @@ from ontoscope.ontology.attribution import Attribution, attribution
 from ontoscope.ontology.claims import VerdictRules, claims
 from ontoscope.ontology.comparison import OntologyComparison, compare
 from ontoscope.ontology.stats import Fit, mean_interval, wilson_interval, within_slope
-from ontoscope.ontology.tables import best_kind, model_scores
+from ontoscope.ontology.tables import best_family, model_scores
 
 __all__ = [
     "Attribution",
@@ -29,7 +29,7 @@ __all__ = [
     "agreement",
     "agreement_summary",
     "attribution",
-    "best_kind",
+    "best_family",
     "claims",
     "compare",
     "confusion",

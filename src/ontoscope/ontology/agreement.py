@@ -1,7 +1,7 @@
 """Agreement: does the latent ontology (predicted from the architecture) say what the operational one measures?
 
 Per (model, site, factor) the predicted status (:mod:`ontoscope.operators.latent`) is reduced to a
-prediction, and the measured status (:mod:`ontoscope.probing.icv`, the better kind of intervention)
+prediction, and the measured status (:mod:`ontoscope.probing.icv`, the family that controls the pair)
 to an outcome:
 
 =================  ======================================================================
@@ -30,7 +30,7 @@ from ontoscope.ontology.stats import wilson_interval
 from ontoscope.ontology.tables import (
     MEASURED,
     STATUSES,
-    best_kind,
+    best_family,
     check_latent,
     check_operational,
     check_same_models,
@@ -51,25 +51,26 @@ def agreement(latent: pd.DataFrame, operational: pd.DataFrame) -> pd.DataFrame:
         The latent ontologies' ``factors`` tables concatenated (``model, site, factor, status``, ``reason``).
     operational : DataFrame
         The operational tables concatenated (``model, site, factor, factor_kind, icv_score, status``,
-        ``kind``); the better kind per (model, site, factor) is kept (:func:`~ontoscope.ontology.tables.best_kind`).
+        ``family``); the family that controls each (model, site, factor) is kept
+        (:func:`~ontoscope.ontology.tables.best_family`).
 
     Returns
     -------
     DataFrame
         One row per (model, site, factor) in both tables: ``model, site, factor, factor_kind,
         predicted_status, prediction, measured_status, outcome, held, failure, icv_score, intervention``
-        (the kind of intervention kept: ``static`` / ``temporal``), ``reason`` (the latent rule's), and
+        (the intervention family kept: ``additive``, ``gain``, ``time_warp``, ...), ``reason`` (the latent rule's), and
         ``site_index`` where the operational table has it. ``failure`` is None where the prediction held.
     """
     lat = check_latent(latent)
     op = check_operational(operational)
     check_same_models(lat, op, "latent", "operational")
-    best = best_kind(op)
+    best = best_family(op)
     keys = ["model", "site", "factor"]
     left = lat[keys + ["status"] + (["reason"] if "reason" in lat else [])].rename(
         columns={"status": "predicted_status"})
-    right_cols = keys + ["factor_kind", "icv_score", "status"] + [c for c in ("kind", "site_index") if c in best]
-    right = best[right_cols].rename(columns={"status": "measured_status", "kind": "intervention"})
+    right_cols = keys + ["factor_kind", "icv_score", "status"] + [c for c in ("family", "site_index") if c in best]
+    right = best[right_cols].rename(columns={"status": "measured_status", "family": "intervention"})
     joined = left.merge(right, on=keys, how="inner", validate="one_to_one")
     lost = sorted(set(lat["model"]) - set(joined["model"]))
     if lost:

@@ -36,7 +36,7 @@ import pandas as pd
 
 from ontoscope.errors import ConfigError
 from ontoscope.ontology.stats import Fit, mean_interval, within_slope
-from ontoscope.ontology.tables import best_kind, check_models, check_operational, check_same_models, model_scores
+from ontoscope.ontology.tables import best_family, check_models, check_operational, check_same_models, model_scores
 
 __all__ = ["ARCHITECTURE", "KNOBS", "MEAN_COLUMNS", "SCALE", "SCORES", "SLOPE_COLUMNS", "Attribution",
            "attribute", "attribution", "held_fixed"]
@@ -174,4 +174,4 @@ def attribution(models: pd.DataFrame, operational: pd.DataFrame, level: float = 
     design = check_models(models)
     op = check_operational(operational)
     check_same_models(design, op, "models", "operational")
-    return attribute(design, model_scores(best_kind(op)), level)
+    return attribute(design, model_scores(best_family(op)), level)

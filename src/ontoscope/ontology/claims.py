@@ -55,7 +55,7 @@ from ontoscope.ontology.agreement import agreement, agreement_summary
 from ontoscope.ontology.attribution import SCALE, Attribution, attribute
 from ontoscope.ontology.stats import mean_interval, wilson_interval
 from ontoscope.ontology.tables import (
-    best_kind,
+    best_family,
     check_latent,
     check_models,
     check_operational,
@@ -260,6 +260,25 @@ def judge(agreement_table: pd.DataFrame, attributed: Attribution, design: pd.Dat
     return pd.DataFrame(rows, columns=list(CLAIM_COLUMNS))
 
 
+#: The verdict of every claim when the instrument did not recover its controls.
+FAILED_CONTROLS = "instrument failed its controls"
+
+
+def with_controls(claims_table: pd.DataFrame, rates: pd.DataFrame | None) -> pd.DataFrame:
+    """The claims with every verdict replaced by :data:`FAILED_CONTROLS` when ``rates`` (the controls'
+    sensitivity and false-positive rate per family, with a ``passed`` column) says a family failed; the reason
+    names the families and their rates. Unchanged when ``rates`` is None or empty."""
+    if rates is None or not len(rates) or bool(rates["passed"].all()):
+        return claims_table
+    bad = rates[~rates["passed"].astype(bool)]
+    why = "; ".join(f"{r.family}: sensitivity {r.sensitivity:.2f}, false positives {r.fpr:.2f}"
+                    for r in bad.itertuples())
+    out = claims_table.copy()
+    out["verdict"] = FAILED_CONTROLS
+    out["reason"] = f"the operational measurement missed what the control models hold by construction ({why})"
+    return out
+
+
 def claims(models: pd.DataFrame, latent: pd.DataFrame, operational: pd.DataFrame,
            rules: VerdictRules | None = None) -> pd.DataFrame:
     """Judge the four claims of the design on a study's tables.
@@ -282,5 +301,5 @@ def claims(models: pd.DataFrame, latent: pd.DataFrame, operational: pd.DataFrame
     lat, op = check_latent(latent), check_operational(operational)
     check_same_models(design, op, "models", "operational")
     check_same_models(lat, op, "latent", "operational")
-    attributed = attribute(design, model_scores(best_kind(op)), rules.level)
+    attributed = attribute(design, model_scores(best_family(op)), rules.level)
     return judge(agreement(lat, op), attributed, design, rules)

@@ -18,9 +18,9 @@ from ontoscope.artifacts import ensure_dir, save_json, save_table
 from ontoscope.errors import ConfigError
 from ontoscope.ontology.agreement import agreement, agreement_summary, confusion
 from ontoscope.ontology.attribution import attribute
-from ontoscope.ontology.claims import VerdictRules, judge
+from ontoscope.ontology.claims import VerdictRules, judge, with_controls
 from ontoscope.ontology.tables import (
-    best_kind,
+    best_family,
     check_latent,
     check_models,
     check_operational,
@@ -105,7 +105,7 @@ class OntologyComparison:
 
 
 def compare(models: pd.DataFrame, latent: pd.DataFrame, operational: pd.DataFrame,
-            rules: VerdictRules | None = None) -> OntologyComparison:
+            rules: VerdictRules | None = None, *, controls: pd.DataFrame | None = None) -> OntologyComparison:
     """Compare a study's latent and operational ontologies.
 
     Parameters
@@ -119,6 +119,9 @@ def compare(models: pd.DataFrame, latent: pd.DataFrame, operational: pd.DataFram
         The operational tables concatenated, with a ``model`` column (one row per (model, site, factor, kind)).
     rules : VerdictRules, optional
         Thresholds of the verdicts and level of the intervals.
+    controls : DataFrame, optional
+        The controls' rates per family (:func:`~ontoscope.probing.controls.control_rates`); where a family
+        failed, every claim's verdict reads ``instrument failed its controls``.
 
     Returns
     -------
@@ -137,8 +140,9 @@ def compare(models: pd.DataFrame, latent: pd.DataFrame, operational: pd.DataFram
     check_same_models(lat, op, "latent", "operational")
     joined = agreement(lat, op)
     joined["trained"] = joined["model"].map(design.set_index("model")["trained"]).astype(bool)
-    attributed = attribute(design, model_scores(best_kind(op)), rules.level)
+    attributed = attribute(design, model_scores(best_family(op)), rules.level)
     return OntologyComparison(
         agreement=joined, confusion=confusion(joined[joined["trained"]]), attribution=attributed.slopes,
-        knob_means=attributed.means, claims=judge(joined, attributed, design, rules), scores=attributed.scores,
+        knob_means=attributed.means, claims=with_controls(judge(joined, attributed, design, rules), controls),
+        scores=attributed.scores,
         rules=rules)

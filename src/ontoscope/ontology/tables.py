@@ -14,10 +14,11 @@ A study writes, for all its models together:
 ``operational``
     The operational ontologies' tables concatenated with a ``model`` column
     (:class:`~ontoscope.probing.operational.OperationalOntology`): one row per (model, site, factor,
-    kind) with ``factor_kind``, ``icv_score`` and the measured ``status``.
+    family) with ``factor_kind``, ``icv_score`` and the measured ``status``.
 
-:func:`best_kind` keeps, per (model, site, factor), the kind of intervention with the higher ICV score,
-as :meth:`OperationalOntology.best` does per model; :func:`model_scores` aggregates it per model.
+:func:`best_family` keeps, per (model, site, factor), the intervention family that controls it (``icv``
+first, then the higher ICV score), as :meth:`OperationalOntology.best` does per model; :func:`model_scores`
+aggregates it per model.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import pandas as pd
 
 from ontoscope.errors import ConfigError
 from ontoscope.operators.latent import STATUSES
+from ontoscope.probing.icv import best_family as icv_best_family
 
 __all__ = [
     "FACTOR_KINDS",
@@ -37,7 +39,7 @@ __all__ = [
     "MODEL_COLUMNS",
     "OPERATIONAL_COLUMNS",
     "STATUSES",
-    "best_kind",
+    "best_family",
     "check_latent",
     "check_models",
     "check_operational",
@@ -151,17 +153,15 @@ def check_same_models(a: pd.DataFrame, b: pd.DataFrame, name_a: str, name_b: str
                               "give both tables the same models")
 
 
-def best_kind(operational: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, site, factor): the kind of intervention (static or temporal) with the higher ICV score.
+def best_family(operational: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, site, factor): the intervention family that controls it.
 
-    The rule of :meth:`~ontoscope.probing.operational.OperationalOntology.best`, per model: a missing score
-    counts as -1, ties keep the first row; sorted by model, site order (``site_index``, where present)
+    The rule of :meth:`~ontoscope.probing.operational.OperationalOntology.best`
+    (:func:`ontoscope.probing.icv.best_family`), per model: an ``icv`` row first, then the highest ICV score;
+    rows along random directions are never picked. Sorted by model, site order (``site_index``, where present)
     and factor.
     """
-    t = operational.assign(_s=operational["icv_score"].fillna(-1))
-    order = ["model", "site_index", "factor"] if "site_index" in t else ["model", "site", "factor"]
-    return (t.sort_values("_s", ascending=False, kind="stable").drop_duplicates(["model", "site", "factor"])
-            .drop(columns="_s").sort_values(order, kind="stable").reset_index(drop=True))
+    return icv_best_family(operational, ["model", "site", "factor"])
 
 
 def model_scores(best: pd.DataFrame) -> pd.DataFrame:
@@ -170,12 +170,12 @@ def model_scores(best: pd.DataFrame) -> pd.DataFrame:
     Parameters
     ----------
     best : DataFrame
-        :func:`best_kind` of the operational table.
+        :func:`best_family` of the operational table.
 
     Returns
     -------
     DataFrame
-        One row per (model, factor_kind) with ``factor_kind`` in ``all``, ``static``, ``oscillatory``
+        One row per (model, factor_family) with ``factor_kind`` in ``all``, ``static``, ``oscillatory``
         (a kind the model was not measured on has no row): ``mean`` (mean ICV score over its (site,
         factor) pairs; a missing score is left out), ``best_site`` (mean over factors of the largest
         score over sites: does any site make the factor an ICV), ``icv_rate`` (share of (site, factor)

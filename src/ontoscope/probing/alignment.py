@@ -63,7 +63,7 @@ from ontoscope.probing.interchange import check_pairs, interchange_accuracy, ort
 from ontoscope.stimuli.dataset import StimulusSet
 from ontoscope.stimuli.factors import FactorSpace
 
-__all__ = ["Alignment", "alignment_table", "counterfactual_loss", "fit_alignment", "principal_angles"]
+__all__ = ["Alignment", "alignment_table", "counterfactual_loss", "fit_alignment", "fit_subspace", "principal_angles"]
 
 N_FFT = 1024
 
@@ -168,6 +168,47 @@ def fit_alignment(
     pairs : StimulusSet
         Counterfactual pairs (``ontoscope stimuli --pairs``) at the model's sample rate.
     site, factor : str
+    rank, init, restarts, steps, lr, batch, seed
+        See :func:`fit_subspace`.
+    chunk : int
+        Pairs per encoding pass.
+    """
+    check_pairs(pairs, model)
+    t0 = time.perf_counter()
+    a_b, a_s, target, shape = _encode_pairs(model, pairs, site, factor, chunk)
+    al = fit_subspace(model, site, a_b.reshape(a_b.shape[0], *shape), a_s.reshape(a_s.shape[0], *shape), target,
+                      rank=rank, init=init, restarts=restarts, steps=steps, lr=lr, batch=batch, seed=seed)
+    al.factor = factor
+    al.seconds = time.perf_counter() - t0
+    return al
+
+
+def fit_subspace(
+    model: AudioModel,
+    site: str,
+    base: torch.Tensor,
+    source: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    rank: int = 1,
+    init: np.ndarray | None = None,
+    restarts: int = 3,
+    steps: int = 120,
+    lr: float = 0.03,
+    batch: int = 32,
+    seed: int = 0,
+) -> Alignment:
+    """Fit a rank-``rank`` DAS subspace at ``site`` from encoded pairs.
+
+    Parameters
+    ----------
+    model : AudioModel
+        Its ``resume`` must be differentiable in the activations.
+    site : str
+    base, source : Tensor ``[P, ...]``
+        The pairs' activations at ``site``.
+    target : Tensor ``[P, ...]``
+        The model's own output for each source clip (the counterfactual).
     rank : int
         Dimension ``r`` of the subspace.
     init : ndarray ``[C, r']``, optional
@@ -183,9 +224,10 @@ def fit_alignment(
     seed : int
         Seeds the random starts and the batches.
     """
-    check_pairs(pairs, model)
     t0 = time.perf_counter()
-    a_b, a_s, target, shape = _encode_pairs(model, pairs, site, factor, chunk)
+    shape = base.shape[1:]
+    a_b = base.reshape(base.shape[0], -1, base.shape[-1])
+    a_s = source.reshape(source.shape[0], -1, source.shape[-1])
     n, c = a_b.shape[:2]
     if not 1 <= rank < c:
         raise ConfigError(f"rank must be between 1 and {c - 1} for site {site!r} ({c} channels); got {rank}")
@@ -235,7 +277,7 @@ def fit_alignment(
     _, k, sub, opt, history = min(tried, key=lambda x: x[0])
     run(sub, opt, steps - warm, history)
     basis = sub.basis.detach().cpu().numpy()
-    return Alignment(factor, site, basis, history, "init" if k == 0 else f"random {k}", time.perf_counter() - t0)
+    return Alignment("", site, basis, history, "init" if k == 0 else f"random {k}", time.perf_counter() - t0)
 
 
 def alignment_table(

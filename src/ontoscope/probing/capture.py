@@ -34,7 +34,7 @@ from ontoscope.artifacts import ensure_dir, save_json, save_npy
 from ontoscope.errors import ConfigError, OntoscopeError
 from ontoscope.models.protocol import AudioModel, encode_sites, site_index
 from ontoscope.models.resample import prepare
-from ontoscope.probing.views import VIEWS, frame_view, modulation_view, pooled_view
+from ontoscope.probing.views import VIEWS, frame_view, modulation_view, pooled_view, timing_view
 from ontoscope.progress import track
 from ontoscope.stimuli.dataset import StimulusSet
 
@@ -85,7 +85,7 @@ def capture(
         Capture directory (resumed if it holds the same capture unfinished).
     sites : sequence of str, optional
         Site names (default: every site).
-    views : sequence of {"frames", "pooled", "modulation"}
+    views : sequence of {"frames", "pooled", "modulation", "timing"}
     chunk : int
         Clips per forward pass (bounds memory).
     frames_per_clip, n_bands : int
@@ -153,6 +153,8 @@ def capture(
                     save_npy(root / n / v / f"groups-{ci:05d}.npy", clip_ids[idx][g.cpu().numpy()])
                 elif v == "pooled":
                     x = pooled_view(a)
+                elif v == "timing":
+                    x = timing_view(a, rate)
                 else:
                     x = modulation_view(a, rate, n_bands)
                 save_npy(files[(n, v)], x.cpu().numpy().astype(np.float32))

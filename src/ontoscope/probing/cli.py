@@ -20,6 +20,7 @@ from ontoscope.errors import ConfigError
 from ontoscope.probing.capture import capture
 from ontoscope.probing.decodability import factor_targets, probe_capture, site_metrics
 from ontoscope.probing.figures import write_probe_figures
+from ontoscope.probing.interventions import FAMILIES
 from ontoscope.probing.views import VIEWS
 
 __all__ = ["probe_command"]
@@ -37,7 +38,8 @@ def probe_command(
     metrics_mode: str = "fast",
     interventions: bool = False,
     pairs: Path | None = None,
-    das: bool = False,
+    families: Sequence[str] | None = None,
+    das: bool = True,
     sae: bool = False,
     seed: int = 0,
     console: Console | None = None,
@@ -46,8 +48,9 @@ def probe_command(
 
     Returns ``(probes, metrics)``: the tables written as ``probes.parquet`` (one row per site, view,
     factor, probe) and ``metrics.parquet`` (one row per site). With ``interventions``, the operational
-    ontology (:func:`~ontoscope.probing.operational.operational_ontology`; IIA with ``pairs``, DAS with
-    ``das``) goes to ``operational.parquet``, ``effects.parquet``, ``retention.parquet`` and ``examples/``;
+    ontology (:func:`~ontoscope.probing.operational.operational_ontology`, read from the same capture, with the
+    same probe recipe and split; interchange, and DAS unless ``das`` is False, with ``pairs``) goes to
+    ``operational.parquet``, ``effects.parquet``, ``retention.parquet`` and ``examples/``;
     with ``sae``, the sparse-autoencoder table of every site to ``sae.parquet``.
     """
     from ontoscope.models.registry import load_model
@@ -56,10 +59,13 @@ def probe_command(
     unknown = sorted(set(probes) - {"ridge", "mlp"})
     if unknown or not probes:
         raise ConfigError(f"unknown probe(s) {unknown}; use ridge and/or mlp")
-    if (pairs is not None or das) and not interventions:
-        raise ConfigError("--pairs and --das score interventions; add --interventions")
-    if das and pairs is None:
-        raise ConfigError("--das fits subspaces on counterfactual pairs; give --pairs DIR")
+    if (pairs is not None or families is not None) and not interventions:
+        raise ConfigError("--pairs and --families score interventions; add --interventions")
+    bad = [f for f in families or [] if f not in FAMILIES]
+    if bad:
+        raise ConfigError(f"unknown intervention family {bad[0]!r}; use any of {', '.join(FAMILIES)}")
+    if interventions and "pooled" not in views:
+        raise ConfigError("--interventions reads the pooled view; add pooled to --views")
     if sae and "frames" not in views:
         raise ConfigError("--sae reads the frames view; add frames to --views")
     console = console or Console(soft_wrap=True)
@@ -86,7 +92,8 @@ def probe_command(
         from ontoscope.probing.operational import operational_ontology
 
         pair_set = StimulusSet.load(pairs) if pairs is not None else None
-        op = operational_ontology(model, ds, pairs=pair_set, sites=cap.sites, das=das, chunk=chunk, seed=seed)
+        op = operational_ontology(model, ds, capture_dir=cap, pairs=pair_set, sites=cap.sites, families=families,
+                                  das=das, chunk=chunk, seed=seed)
         op.save(out)
         write_operational_figures(op.table, op.effects, out / "figures")
         _print_status(op.status(), console)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ontoscope.artifacts import ensure_dir, save_figure
+from ontoscope.probing.icv import best_family
 from ontoscope.stimuli.factors import get_factor
 
 __all__ = ["write_operational_figures", "write_probe_figures"]
@@ -65,48 +66,68 @@ def write_probe_figures(probes: pd.DataFrame, directory: str | os.PathLike,
 
 def write_operational_figures(table: pd.DataFrame, effects: pd.DataFrame, directory: str | os.PathLike
                               ) -> list[Path]:
-    """The ICV score of every factor down the sites, and the static effect matrix of each site as a heatmap.
+    """The ICV score of every factor down the sites (best family of each pair), and the dose–response curves.
 
-    ``table`` and ``effects`` are :class:`~ontoscope.probing.operational.OperationalOntology`'s. In the
-    heatmaps, row ``i`` is the factor steered, column ``j`` the factor measured, the colour the slope
-    ``E[i, j]`` (normalised units per standard deviation of the site along the direction).
+    ``table`` and ``effects`` are :class:`~ontoscope.probing.operational.OperationalOntology`'s.
+    ``icv_by_site.png``: one line per factor, the marker naming the family that scored best.
+    ``dose_response.png``: one panel per steering family, the intended factor's change (normalised units,
+    odd part for signed families, mean change for modulations) against the dose on a log axis, one line per
+    (site, factor); filled markers where the row's status is ``icv``.
     """
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
-    import numpy as np
 
     d = ensure_dir(directory)
     out = []
     sites = table.drop_duplicates("site").sort_values("site_index")["site"].tolist()
     pos = {s: i for i, s in enumerate(sites)}
+    rows = table[table["variant"] != "random"] if "variant" in table else table
+    best = best_family(rows, ["site", "factor"])
+    markers = {"additive": "o", "gain": "s", "time_warp": ">", "place_shift": "D", "modulation": "^",
+               "interchange": "x", "das": "*"}
     fig, ax = plt.subplots(figsize=(max(5.0, 0.6 * len(sites) + 3), 3.6))
-    for i, ((factor, kind), g) in enumerate(table.groupby(["factor", "kind"], sort=False)):
+    for i, (factor, g) in enumerate(best.groupby("factor", sort=False)):
         style = "--" if get_factor(factor).kind == "oscillatory" else "-"
         g = g.sort_values("site_index")
-        marker = "o" if kind == "static" else "^"
-        ax.plot([pos[s] for s in g["site"]], g["icv_score"], style, marker=marker, ms=4,
-                color=plt.cm.tab20(i % 20), label=factor if kind == "static" else f"{factor} (temporal)")
+        colour = plt.cm.tab20(i % 20)
+        ax.plot([pos[s] for s in g["site"]], g["icv_score"], style, color=colour, label=factor)
+        for r in g.itertuples():
+            ax.plot(pos[r.site], r.icv_score, markers.get(r.family, "o"), color=colour, ms=5,
+                    mfc=colour if r.status == "icv" else "white")
     ax.set_xticks(range(len(sites)), sites, rotation=60, ha="right", fontsize=7)
     ax.set_ylim(-0.02, 1.02)
-    ax.set_ylabel("ICV score")
+    ax.set_ylabel("ICV score (best family)")
     ax.set_xlabel("site")
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    handles = [plt.Line2D([], [], marker=m, ls="", color="k", label=f) for f, m in markers.items()
+               if f in set(best["family"])]
+    first = ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.65))
+    ax.add_artist(first)
+    ax.legend(handles=handles, fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.1), title="family",
+              title_fontsize=6)
     out.append(save_figure(d / "icv_by_site.png", fig))
-    static = effects[effects["kind"] == "static"] if len(effects) else effects
-    if len(static):
-        names = list(dict.fromkeys(static["measured"]))
-        fig, axes = plt.subplots(1, len(sites), figsize=(2.6 * len(sites) + 1.2, 2.9), squeeze=False)
-        lim = float(np.nanmax(np.abs(static["slope"]))) or 1.0
-        for ax, site in zip(axes[0], sites, strict=True):
-            m = (static[static["site"] == site].pivot_table(index="intended", columns="measured", values="slope")
-                 .reindex(index=names, columns=names))
-            im = ax.imshow(m.to_numpy(dtype=float), cmap="RdBu_r", vmin=-lim, vmax=lim)
-            ax.set_title(site, fontsize=8)
-            ax.set_xticks(range(len(names)), names, rotation=70, fontsize=6)
-            ax.set_yticks(range(len(names)), names if ax is axes[0][0] else [], fontsize=6)
-        axes[0][0].set_ylabel("steered")
-        fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="slope (normalised / σ)")
-        out.append(save_figure(d / "effects_by_site.png", fig))
+    if len(effects):
+        own = effects[(effects["measured"] == effects["intended"]) & (effects.get("variant", "") != "random")]
+        fams = [f for f in markers if f in set(own["family"])]
+        status = rows.set_index(["site", "factor", "family", "variant"])["status"].to_dict()
+        fig, axes = plt.subplots(1, len(fams), figsize=(3.2 * len(fams) + 1.5, 3.0), squeeze=False)
+        for ax, fam in zip(axes[0], fams, strict=True):
+            g = own[own["family"] == fam]
+            for i, ((site, factor, variant), c) in enumerate(g.groupby(["site", "intended", "variant"], sort=False)):
+                c = c.sort_values("dose")
+                colour = plt.cm.tab20(i % 20)
+                icv = status.get((site, factor, fam, variant)) == "icv"
+                ax.plot(c["dose"], c["response"], "-", marker="o", ms=3, color=colour, mfc=colour if icv else "white",
+                        label=f"{factor} @ {site}" + (f" ({variant})" if fam == "modulation" else ""))
+            ax.set_xscale("log")
+            ax.axhline(0, color="0.7", lw=0.5)
+            ax.set_title(fam, fontsize=8)
+            ax.set_xlabel("dose", fontsize=7)
+            ax.tick_params(labelsize=6)
+        axes[0][0].set_ylabel("change of the intended factor (normalised)", fontsize=7)
+        handles, labels = axes[0][-1].get_legend_handles_labels()
+        if len(labels) <= 24:
+            axes[0][-1].legend(fontsize=5, loc="center left", bbox_to_anchor=(1.01, 0.5))
+        out.append(save_figure(d / "dose_response.png", fig))
     return out

@@ -1,35 +1,38 @@
-"""The ICV score and status of a (site, factor): one number and one word from the interventions' measures.
+"""The ICV score and status of a (site, factor, family): one number and one word from the measures.
 
 A factor is an independently controllable internal variable (ICV) at a site when
-a direction there decodes it, moving along it changes that factor in what the
-model produces, the same way on every input, and little else changes
+the site holds it, an intervention there changes that factor in what the model
+produces, the same way on every input, and little else changes
 (``docs/operational_ontology.md``). Each condition is measured on [0, 1]:
 
 =================  ====================================================================
-``decodability``   held-out R² of the site's linear probe, clipped at 0
-``efficacy``       ``|E[i, i]| / σ_i``: the factor's movement per standard deviation of the
-                   site along the direction, over the factor's own standard deviation in
-                   the stimuli (1: the direction moves the factor as much as the data
-                   vary it), clipped at 1
-``specificity``    ``|E[i, i]| / Σ_j |E[i, j]|`` (1 − normalised leakage)
-``consistency``    ``2 c − 1`` clipped at 0, with ``c`` the share of clips moved the
-                   intended way (0: no better than chance)
-``iia``            interchange intervention accuracy on counterfactual pairs (DAS
-                   subspace where one was fitted, else the probe direction)
+``decodability``   held-out R² of the site's ridge probe in the views that match the
+                   family, clipped at 0
+``efficacy``       steering: ``|R_i| / σ_i`` at the dose kept (the factor's movement over
+                   its own standard deviation in the stimuli), clipped at 1; interchange
+                   and DAS: the interchange intervention accuracy (IIA) against the
+                   model's own counterfactual output
+``specificity``    ``|R_i| / (|R_i| + Σ_j |R_j − E_j|)`` (1 − normalised leakage, the
+                   family's expected side effects ``E`` set aside)
+``consistency``    ``2 c − 1`` clipped at 0, with ``c`` the share of clips (pairs) moved
+                   the intended way (0: no better than chance)
 =================  ====================================================================
 
-The ICV score is their geometric mean, over the measures available (``iia``
-needs pairs): each is a necessary condition, so one near 0 pulls the score to
-0, and a score of ``s`` means the conditions hold "on average" to degree ``s``.
+The ICV score is their geometric mean: each is a necessary condition, so one near
+0 pulls the score to 0.
 
 The status, with the thresholds of :class:`ICVThresholds`:
 
-- ``absent``: ``decodability < absent`` and ``efficacy < efficacy``: the site neither
-  holds the factor nor moves it;
-- ``icv``: ``decodability ≥ decodable``, ``efficacy ≥ efficacy``, ``specificity ≥ specificity``,
-  the share ``c ≥ consistency`` and (where measured) ``iia ≥ iia``;
-- ``entangled``: everything else: the factor is there, but no intervention found
-  controls it on its own.
+- ``icv``: ``decodability ≥ decodable``, efficacy at least ``efficacy`` (steering) or
+  ``iia`` (interchange, DAS; and at least ``iia_margin`` above the IIA of a random
+  subspace of the same rank), ``specificity ≥ specificity`` and ``c ≥ consistency``;
+- ``absent``: ``decodability < absent`` and the efficacy below its threshold: the
+  site neither holds the factor nor moves it;
+- ``entangled``: everything else: the factor is there, but this family does not
+  control it on its own.
+
+The defaults were chosen on the control models (``benchmarks/controls_roc.py``,
+``docs/operational_ontology.md``).
 """
 
 from __future__ import annotations
@@ -41,10 +44,12 @@ import pandas as pd
 
 from ontoscope.errors import ConfigError
 
-__all__ = ["ICVThresholds", "MEASURES", "icv_scores"]
+__all__ = ["ICVThresholds", "MEASURES", "best_family", "icv_scores"]
 
 #: The measures an ICV score combines, in the order of the table.
-MEASURES = ("decodability", "efficacy", "specificity", "consistency", "iia")
+MEASURES = ("decodability", "efficacy", "specificity", "consistency")
+#: Families whose efficacy is an interchange intervention accuracy.
+INTERCHANGE = ("interchange", "das")
 
 
 @dataclass(frozen=True)
@@ -54,9 +59,10 @@ class ICVThresholds:
     decodable: float = 0.5
     absent: float = 0.2
     efficacy: float = 0.3
-    specificity: float = 0.6
-    consistency: float = 0.6
-    iia: float = 0.5
+    specificity: float = 0.7
+    consistency: float = 0.8
+    iia: float = 0.6
+    iia_margin: float = 0.2
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -68,11 +74,10 @@ class ICVThresholds:
 
 def _components(table: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(index=table.index)
-    out["decodability"] = table["decodability"].clip(lower=0, upper=1)
-    out["efficacy"] = table["efficacy"].abs().clip(upper=1)
-    out["specificity"] = table["specificity"].clip(0, 1)
-    out["consistency"] = (2 * table["consistency"] - 1).clip(0, 1)
-    out["iia"] = table["iia"].clip(0, 1) if "iia" in table else np.nan
+    out["decodability"] = pd.to_numeric(table["decodability"]).clip(lower=0, upper=1)
+    out["efficacy"] = pd.to_numeric(table["efficacy"]).abs().clip(upper=1)
+    out["specificity"] = pd.to_numeric(table["specificity"]).clip(0, 1)
+    out["consistency"] = (2 * pd.to_numeric(table["consistency"]) - 1).clip(0, 1)
     return out
 
 
@@ -80,24 +85,49 @@ def icv_scores(table: pd.DataFrame, thresholds: ICVThresholds | None = None) -> 
     """``table`` with ``icv_score`` and ``status`` added, from its raw measures.
 
     ``table`` has the columns ``decodability`` (R²), ``efficacy`` (normalised, signed or not),
-    ``specificity``, ``consistency`` (the raw share ``c``) and optionally ``iia``.
+    ``specificity``, ``consistency`` (the raw share ``c``), and optionally ``family`` and ``iia_random``
+    (rows of the ``interchange`` and ``das`` families are held to the IIA thresholds).
     """
     th = thresholds or ICVThresholds()
-    missing = [c for c in MEASURES[:4] if c not in table]
+    missing = [c for c in MEASURES if c not in table]
     if missing:
         raise ConfigError(f"the table lacks the measures {missing}")
     comp = _components(table)
-    logs = np.log(comp.clip(lower=1e-6).to_numpy(dtype=np.float64))
-    have = np.isfinite(comp.to_numpy(dtype=np.float64))
-    with np.errstate(invalid="ignore"):
-        score = np.exp(np.where(have, logs, 0).sum(1) / have.sum(1))
-    score[~have[:, :4].all(1)] = np.nan  # no score without decodability and the three steering measures
+    values = comp.to_numpy(dtype=np.float64)
+    have = np.isfinite(values)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = np.exp(np.log(np.clip(np.where(have, values, 1.0), 1e-6, None)).sum(1) / 4)
+    score[~have.all(1)] = np.nan  # no score without every measure
     out = table.copy()
     out["icv_score"] = score
+    fam = table["family"].astype(str) if "family" in table else pd.Series("", index=table.index)
+    swap = fam.isin(INTERCHANGE)
+    eff_th = np.where(swap, th.iia, th.efficacy)
+    rand = pd.to_numeric(table["iia_random"]) if "iia_random" in table else pd.Series(np.nan, index=table.index)
+    margin_ok = ~swap | rand.isna() | (comp["efficacy"] - rand.clip(lower=0) >= th.iia_margin)
     dec, eff = comp["decodability"], comp["efficacy"]
-    iia_ok = comp["iia"].isna() | (comp["iia"] >= th.iia)
-    icv = ((dec >= th.decodable) & (eff >= th.efficacy) & (comp["specificity"] >= th.specificity)
-           & (table["consistency"] >= th.consistency) & iia_ok)
-    absent = (dec.fillna(0) < th.absent) & (eff.fillna(0) < th.efficacy)
+    icv = ((dec >= th.decodable) & (eff >= eff_th) & (comp["specificity"] >= th.specificity)
+           & (pd.to_numeric(table["consistency"]) >= th.consistency) & margin_ok)
+    absent = (dec.fillna(0) < th.absent) & (eff.fillna(0) < eff_th)
     out["status"] = np.where(icv, "icv", np.where(absent, "absent", "entangled"))
     return out
+
+
+def best_family(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per ``keys`` (e.g. site and factor): the intervention family that controls it.
+
+    An ``icv`` row first, then the highest ICV score (a missing one counts as -1; ties keep the first row);
+    rows along random directions (``variant == "random"``, the controls' negative cells) are never kept.
+    Sorted by ``keys`` in model order where ``site_index`` is there. Columns a table lacks are skipped.
+    """
+    if table.empty:
+        return table
+    t = table[table["variant"] != "random"] if "variant" in table else table
+    icv = (t["status"] == "icv").astype(int) if "status" in t else 0
+    score = pd.to_numeric(t["icv_score"], errors="coerce").fillna(-1.0) if "icv_score" in t else -1.0
+    t = t.assign(_icv=icv, _s=score)
+    site = ["site_index"] if "site_index" in t else [k for k in keys if k == "site"]
+    order = [k for k in keys if k not in ("site", "factor")] + site + [k for k in keys if k == "factor"]
+    return (t.sort_values(["_icv", "_s"], ascending=False, kind="stable").drop_duplicates(list(keys))
+            .drop(columns=["_icv", "_s"]).sort_values(order, kind="stable").reset_index(drop=True))
+

@@ -40,6 +40,7 @@ import torch
 
 from ontoscope.errors import ConfigError
 from ontoscope.models.protocol import AudioModel, require_audio_output
+from ontoscope.probing.interventions import Interchange, run_interventions
 from ontoscope.stimuli.dataset import StimulusSet
 from ontoscope.stimuli.factors import FactorSpace
 
@@ -91,14 +92,12 @@ def interchange(model: AudioModel, base: torch.Tensor, source: torch.Tensor, sit
     with torch.no_grad():
         a_b = model.encode(base, site)
         a_s = model.encode(source, site)
-        flat_b = a_b.reshape(a_b.shape[0], -1, a_b.shape[-1])
-        flat_s = a_s.reshape(a_s.shape[0], -1, a_s.shape[-1])
-        q = torch.as_tensor(np.asarray(basis, dtype=np.float32), device=a_b.device)
-        if q.ndim != 2 or q.shape[0] != flat_b.shape[1]:
-            raise ConfigError(f"the basis must be [channels, r] with {flat_b.shape[1]} channels for site {site!r}, "
-                              f"got shape {tuple(q.shape)}")
-        edited = flat_b + q @ (q.T @ (flat_s - flat_b))
-        return model.resume(edited.reshape(a_b.shape), site)
+    q = np.asarray(basis, dtype=np.float64)
+    width = int(np.prod(a_b.shape[1:-1]))
+    if q.ndim != 2 or q.shape[0] != width:
+        raise ConfigError(f"the basis must be [channels, r] with {width} channels for site {site!r}, "
+                          f"got shape {tuple(q.shape)}")
+    return run_interventions(model, a_b, site, [Interchange(q)], source=a_s)[0]
 
 
 def interchange_accuracy(

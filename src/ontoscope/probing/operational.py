@@ -1,37 +1,53 @@
-"""The operational ontology of a model: per (site, factor), what probing and intervening find.
+"""The operational ontology of a model: per (site, factor, family), what probing and intervening find.
 
-:func:`operational_ontology` runs, for every site and factor of a stimulus set:
+:func:`operational_ontology` reads one capture of the stimuli (the one ``ontoscope
+probe`` reads: the same probe recipe, the same seeded split) and, per site:
 
-1. a linear probe (:func:`~ontoscope.probing.probes.ridge_cv`) on the site's time-averaged
-   channels (scaled by one factor per site): held-out ``decodability`` (R²) and the readout
-   direction ``d`` (unit, in the site's own units);
-2. steering along ``d`` (:func:`~ontoscope.probing.steering.effect_matrix`) by
-   ``magnitudes`` standard deviations of the site's projection on ``d``, on
-   ``n_steer`` held-out clips, measured on the output: ``efficacy`` (normalised by
-   the factor's own spread), ``specificity``, ``consistency``;
-3. for an oscillatory depth (``vibrato_depth``, ``tremolo_depth``), a *temporal*
-   intervention too: the direction of its carrier (``f0``, ``loudness``)
-   modulated at the middle of the rate's range, where the site's frame rate
-   allows it; the row says ``kind = temporal``;
-4. with counterfactual ``pairs``, the interchange intervention accuracy of the
-   probe direction (:mod:`~ontoscope.probing.interchange`), and with ``das`` the
-   DAS subspace started from it (:mod:`~ontoscope.probing.alignment`) and its
-   principal angle to the probe's;
-5. LEACE erasure (:mod:`~ontoscope.probing.erasure`): the target's drop in
-   decodability and the mean collateral drop of the others;
-6. before a quantizer, how much of the edit survives re-quantization
-   (:mod:`~ontoscope.probing.quantized`).
+1. **decodability**: held-out R² of the ridge probe (:func:`~ontoscope.probing.decodability.probe_capture`)
+   in each captured view; each family is credited with the views that match it
+   (``FAMILY_VIEWS``: means and stds for additive, gain, place shift and
+   interchange; the modulation spectrum too for time-warp, modulation and DAS);
+2. **dose–response** of every steering family (:mod:`~ontoscope.probing.interventions`:
+   additive along the factor's *pattern* direction, gain, time-warp, place shift,
+   modulation) on ``n_steer`` held-out clips, measured on the output
+   (:mod:`~ontoscope.probing.response`): efficacy, specificity, consistency at the
+   dose kept, the local slope, the largest change, the odd and even parts. A
+   time-warp is expected to scale every rate with the pitch (not leakage); what
+   the same warp of the clips themselves does to the readout beyond that (its
+   bias) is taken out of every factor's change before scoring;
+3. with counterfactual ``pairs``: **interchange** over the pattern direction and
+   **DAS** (rank ``das_rank``, started from it), each beside the mean IIA of three
+   random subspaces of the same rank (``iia_random``), scored against the model's *own* counterfactual output (the model
+   run on the source clip, read the same way), with the share of pairs whose
+   difference the model reproduces reported beside it (``pair_fidelity``);
+4. LEACE erasure of each factor from the site's means (drop and collateral);
+5. before a quantizer, how much of an additive edit survives re-quantization.
 
-The measures are combined into an ICV score and status (:mod:`~ontoscope.probing.icv`).
-For models whose output is not audio, the output is read by ridge probes fitted
-on the model's own (time-averaged) output; for audio models by the descriptors.
+Every row is scored by :func:`~ontoscope.probing.icv.icv_scores`; the status of a
+(site, factor) is that of its best family (:meth:`OperationalOntology.best`).
+For models whose output is not audio, the output is read by ridge probes fitted on
+the model's own time-averaged output; for audio models by the descriptors.
+
+The pattern direction of a factor (Haufe et al. 2014) is the regression of the
+site's channel means on the factors: the activation change per standard deviation
+of the factor with the others held. It, not the probe's weight vector, is the
+direction along which the data move when the factor does.
+
+References
+----------
+Haufe, S., Meinecke, F., Görgen, K., Dähne, S., Haynes, J.-D., Blankertz, B., &
+Bießmann, F. (2014). On the interpretation of weight vectors of linear models in
+multivariate neuroimaging. NeuroImage 87, 96-110.
+Geiger, A., Wu, Z., Potts, C., Icard, T., & Goodman, N. (2023). Finding alignments
+between interpretable causal variables and distributed neural representations. CLeaR.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -42,23 +58,59 @@ import torch
 from ontoscope.artifacts import ensure_dir, save_json, save_table
 from ontoscope.errors import ConfigError
 from ontoscope.models.protocol import AudioModel, encode_sites, site_index
-from ontoscope.probing.alignment import fit_alignment, principal_angles
-from ontoscope.probing.capture import model_device
-from ontoscope.probing.decodability import factor_targets
+from ontoscope.probing.alignment import fit_subspace
+from ontoscope.probing.capture import Capture, capture, model_device
+from ontoscope.probing.decodability import factor_targets, probe_capture
 from ontoscope.probing.erasure import erasure_decodability
-from ontoscope.probing.icv import ICVThresholds, icv_scores
-from ontoscope.probing.interchange import interchange_accuracy
-from ontoscope.probing.probes import r2_score, ridge_cv, split_indices
+from ontoscope.probing.icv import ICVThresholds, best_family, icv_scores
+from ontoscope.probing.interchange import orthonormal_basis, pair_positions
+from ontoscope.probing.interventions import (
+    FAMILIES,
+    Additive,
+    Gain,
+    Interchange,
+    Intervention,
+    Modulation,
+    PlaceShift,
+    TimeWarp,
+    place_axis,
+    ratio,
+    run_interventions,
+)
+from ontoscope.probing.probes import ridge_cv, split_indices
 from ontoscope.probing.quantized import quantizer_after, quantizer_retention
-from ontoscope.probing.steering import effect_matrix, steer
+from ontoscope.probing.response import check_doses, dose_response
 from ontoscope.progress import track
 from ontoscope.stimuli.dataset import StimulusSet, set_space
 from ontoscope.stimuli.factors import CANON, FactorSpace
 
-__all__ = ["CARRIERS", "OperationalOntology", "operational_ontology"]
+__all__ = ["DEFAULT_DOSES", "FAMILY_VIEWS", "MODULATED", "OperationalOntology", "modulation_direction",
+           "operational_ontology", "pattern_directions"]
 
-#: The static factor whose direction, modulated over time, drives an oscillatory depth.
-CARRIERS = {"vibrato_depth": "f0", "tremolo_depth": "loudness"}
+#: Dose levels per steering family (the signs are added): multiples of the site's per-frame norm (additive),
+#: ``ratio`` arguments (gain, time-warp; ±0.5 is a fifth), bins (place shift).
+DEFAULT_DOSES: dict[str, tuple[float, ...]] = {
+    "additive": (0.05, 0.3, 1.7, 10.0),
+    "gain": (0.06, 0.25, 1.0, 3.0),
+    "time_warp": (0.03, 0.08, 0.2, 0.5),
+    "place_shift": (2, 6, 16, 48),
+}
+#: The inner families that impose each oscillatory depth, and their one-sign dose levels.
+MODULATED: dict[str, tuple[str, ...]] = {"vibrato_depth": ("time_warp", "additive"),
+                                         "tremolo_depth": ("gain", "additive"), "beat_depth": ("gain", "additive")}
+MODULATION_DOSES: dict[str, tuple[float, ...]] = {"additive": (0.05, 0.3, 1.7, 10.0), "gain": (0.06, 0.25, 1.0, 3.0),
+                                                  "time_warp": (0.004, 0.012, 0.03, 0.06)}
+#: The views whose decodability a family is credited with.
+FAMILY_VIEWS: dict[str, tuple[str, ...]] = {
+    "additive": ("pooled",), "gain": ("pooled",), "place_shift": ("pooled",), "interchange": ("pooled",),
+    "time_warp": ("pooled", "modulation", "timing"), "modulation": ("pooled", "modulation", "timing"),
+    "das": ("pooled", "modulation", "timing"),
+}
+STEERING = ("additive", "gain", "time_warp", "place_shift", "modulation")
+#: A pair counts for IIA when the model's own outputs differ by at least this much (normalised units).
+MIN_PAIR_CHANGE = 0.05
+#: Random subspaces whose mean IIA is the baseline of an interchange or DAS row.
+RANDOM_SUBSPACES = 3
 
 
 @dataclass
@@ -68,22 +120,27 @@ class OperationalOntology:
     Attributes
     ----------
     table : DataFrame
-        One row per (site, factor, kind): ``site, site_index, factor, factor_kind, kind, rate_hz,
-        decodability, efficacy, slope, specificity, consistency, iia, iia_drift, das_iia, das_angle_deg,
-        erasure_drop, erasure_collateral, retained, icv_score, status``.
+        One row per (site, factor, family, variant): ``site, site_index, role, factor, factor_kind, family,
+        variant, rate_hz, view, decodability, dose, efficacy, specificity, consistency, slope0, reach, odd,
+        even, iia, iia_random, pair_fidelity, pairs, erasure_drop, erasure_collateral, retained, icv_score,
+        status``.
     effects : DataFrame
-        The full effect matrices (:func:`~ontoscope.probing.steering.effect_matrix` rows with ``site``).
+        The dose–response curves (:class:`~ontoscope.probing.response.DoseResponse` ``curve`` rows with
+        ``site, family, variant, intended``).
     retention : DataFrame
         Quantizer retention rows (empty without a quantizer).
     examples : dict
-        ``{(site, factor): (base [N], steered [N])}`` audio at ``sample_rate``, for audio models.
+        ``{(site, factor): (base [N], edited [N])}`` audio at ``sample_rate`` for audio models: the best
+        steering family of the pair at its kept dose.
     sample_rate : int
     thresholds : ICVThresholds
     directions : dict
-        ``{(site, factor): [C]}``: the static steering vector (unit probe direction times the site's
-        standard deviation along it), in the site's units.
+        ``{(site, factor): [C]}``: the additive vector (unit pattern direction times the site's per-frame
+        norm), in the site's units.
     steer_clips : ndarray
         Positions in the stimulus set of the base clips that were steered.
+    probes : DataFrame
+        The decodability rows (:func:`~ontoscope.probing.decodability.probe_capture`).
     """
 
     table: pd.DataFrame
@@ -94,9 +151,10 @@ class OperationalOntology:
     thresholds: ICVThresholds
     directions: dict[tuple[str, str], np.ndarray] = field(default_factory=dict, repr=False)
     steer_clips: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
+    probes: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
     def status(self) -> pd.DataFrame:
-        """Status per factor (rows) and site (columns), the better kind of intervention of each pair."""
+        """Status per factor (rows) and site (columns), from the best family of each pair."""
         return self.best().pivot(index="factor", columns="site", values="status")[self.sites()]
 
     def sites(self) -> list[str]:
@@ -104,20 +162,20 @@ class OperationalOntology:
         return self.table.drop_duplicates("site").sort_values("site_index")["site"].tolist()
 
     def best(self) -> pd.DataFrame:
-        """One row per (site, factor): the kind of intervention (static or temporal) with the higher score."""
-        t = self.table.assign(_s=self.table["icv_score"].fillna(-1))
-        return (t.sort_values("_s", ascending=False, kind="stable").drop_duplicates(["site", "factor"])
-                .drop(columns="_s").sort_values(["site_index", "factor"]).reset_index(drop=True))
+        """One row per (site, factor): the family that controls it (an ``icv`` row first, then the highest
+        score)."""
+        return best_family(self.table, ["site", "factor"])
 
     def save(self, out: str | Path) -> Path:
-        """Write ``operational.parquet``, ``effects.parquet``, ``retention.parquet``, ``thresholds.json`` and
-        ``examples/<site>/<factor>_{base,steered}.wav`` under ``out``."""
+        """Write ``operational.parquet``, ``effects.parquet``, ``retention.parquet``, ``probes.parquet``,
+        ``thresholds.json``, ``directions.json`` and ``examples/<site>/<factor>_{base,steered}.wav``."""
         from ontoscope.stimuli.audio_io import write_audio
 
         out = ensure_dir(out)
         save_table(out / "operational.parquet", self.table)
         save_table(out / "effects.parquet", self.effects)
         save_table(out / "retention.parquet", self.retention)
+        save_table(out / "probes.parquet", self.probes)
         save_json(out / "thresholds.json", asdict(self.thresholds))
         save_json(out / "directions.json", {"steer_clips": self.steer_clips.tolist(),
                                             "directions": [{"site": s, "factor": f, "vector": v.tolist()}
@@ -138,35 +196,438 @@ class OperationalOntology:
                               "`ontoscope probe ... --interventions` first")
         th = ICVThresholds(**json.loads((root / "thresholds.json").read_text()))
         dirs = json.loads((root / "directions.json").read_text())
+        probes = root / "probes.parquet"
         return cls(pd.read_parquet(path), pd.read_parquet(root / "effects.parquet"),
                    pd.read_parquet(root / "retention.parquet"), {}, 0, th,
                    {(d["site"], d["factor"]): np.asarray(d["vector"]) for d in dirs["directions"]},
-                   np.asarray(dirs["steer_clips"], dtype=np.int64))
+                   np.asarray(dirs["steer_clips"], dtype=np.int64),
+                   pd.read_parquet(probes) if probes.exists() else pd.DataFrame())
 
 
-def _pooled(model: AudioModel, ds: StimulusSet, sites: Sequence[str], chunk: int, progress: bool | None,
-            output: bool = False) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
-    """Time-averaged activations ``{site: [n, C]}`` over the set, and with ``output`` the model's time-averaged
-    output ``[n, D]`` from the same pass (resumed from the deepest site read)."""
-    feats: dict[str, list[np.ndarray]] = {s: [] for s in sites}
-    outs: list[np.ndarray] = []
-    order = [s.name for s in model.sites()]
-    deepest = max(sites, key=order.index)
-    chunks = list(ds.chunks(chunk))
+def pattern_directions(X: np.ndarray, Y: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Pattern vectors ``{factor: [D]}``: the change of ``X`` ``[n, D]`` per standard deviation of each factor of
+    ``Y`` ``[n, k]`` with the others held (least squares of ``X`` on all factors with an intercept; Haufe et al.
+    2014). Factors undefined on some rows (a rate at depth 0) are fitted with the always-defined ones on the rows
+    where they are defined."""
+    x = np.asarray(X, dtype=np.float64)
+    y = Y.to_numpy(dtype=np.float64)
+    full = [j for j in range(y.shape[1]) if np.isfinite(y[:, j]).all()]
+    out = {}
+    for j, name in enumerate(Y.columns):
+        cols = full if j in full else [*full, j]
+        ok = np.isfinite(y[:, cols]).all(1)
+        yy = y[ok][:, cols]
+        sd = yy.std(0)
+        if ok.sum() < len(cols) + 2 or sd[cols.index(j)] == 0:
+            continue
+        design = np.column_stack([np.ones(ok.sum()), (yy - yy.mean(0)) / np.where(sd > 0, sd, 1.0)])
+        coef, *_ = np.linalg.lstsq(design, x[ok], rcond=None)
+        out[name] = coef[1 + cols.index(j)]
+    return out
+
+
+def modulation_direction(acts: torch.Tensor, rates: np.ndarray, weights: np.ndarray, frame_rate: float
+                         ) -> np.ndarray | None:
+    """The direction ``[C·F]`` along which a site's trajectory oscillates at each clip's own modulation rate.
+
+    Each clip's (mean-removed, Hann-windowed) trajectory is demodulated at its rate ``rates[b]`` (Hz) into a
+    complex amplitude vector ``A_b``; the direction is the top eigenvector of ``Σ_b w_b Re(A_b A_bᴴ)`` (the plane
+    of oscillation, whatever each clip's phase), ``w`` the clips' depths. None when no clip has a rate below the
+    frame Nyquist rate.
+    """
+    a = acts.reshape(acts.shape[0], -1, acts.shape[-1]).double().cpu()
+    t = a.shape[-1]
+    ok = np.isfinite(rates) & (np.asarray(rates) < frame_rate / 2) & (np.asarray(weights) > 0)
+    if t < 8 or not ok.any():
+        return None
+    win = torch.hann_window(t, periodic=False, dtype=torch.float64)
+    tt = torch.arange(t, dtype=torch.float64) / frame_rate
+    m = torch.zeros(a.shape[1], a.shape[1], dtype=torch.float64)
+    for b in np.flatnonzero(ok):
+        phasor = torch.exp(-2j * math.pi * float(rates[b]) * tt) * win
+        dev = a[b] - a[b].mean(-1, keepdim=True)
+        amp = (dev.to(torch.complex128) * phasor).sum(-1) / win.sum()
+        m += float(weights[b]) * (torch.outer(amp.real, amp.real) + torch.outer(amp.imag, amp.imag))
+    vals, vecs = torch.linalg.eigh(m)
+    return vecs[:, -1].numpy() if vals[-1] > 0 else None
+
+
+def _mid_rate(space: FactorSpace, rate: str) -> float:
+    if rate in space.names:
+        f = space[rate]
+        return math.sqrt(f.low * f.high) if f.scale == "log" else (f.low + f.high) / 2
+    return float(space.fixed.get(rate, CANON[rate].default))
+
+
+def _signed(levels: np.ndarray) -> np.ndarray:
+    return np.concatenate([-levels[::-1], [0.0], levels])
+
+
+def _warp_expected(doses: np.ndarray, v0: pd.DataFrame, space: FactorSpace) -> np.ndarray:
+    """``[M, B, J]``: the normalised change a time-warp by ``ratio(dose)`` causes in principle: every factor in Hz
+    scaled by the ratio, every one in seconds by its inverse, the rest unchanged."""
+    out = np.zeros((len(doses), len(v0), len(space.names)))
+    for j, n in enumerate(space.names):
+        unit = space[n].unit
+        if unit not in ("Hz", "s"):
+            continue
+        base = v0[n].to_numpy(dtype=np.float64)
+        for k, d in enumerate(doses):
+            r = ratio(float(d))
+            out[k, :, j] = space[n].normalize(base * (r if unit == "Hz" else 1 / r)) - space[n].normalize(base)
+    return out
+
+
+@dataclass
+class _Plan:
+    """One steering family at one site: its interventions over the doses, and what it is scored for."""
+
+    family: str
+    variant: str
+    factors: list[str]
+    doses: np.ndarray
+    build: Callable[[float], Intervention]
+    rate_hz: float | None = None
+    expected: Callable[[np.ndarray, pd.DataFrame], np.ndarray] | None = None
+
+
+def operational_ontology(
+    model: AudioModel,
+    stimuli: StimulusSet,
+    *,
+    capture_dir: Capture | str | Path | None = None,
+    pairs: StimulusSet | None = None,
+    sites: Sequence[str] | None = None,
+    factors: Sequence[str] | None = None,
+    families: Sequence[str] | None = None,
+    doses: Mapping[str, Sequence[float]] | None = None,
+    n_steer: int = 8,
+    das: bool = True,
+    das_rank: int = 1,
+    das_steps: int = 40,
+    erasure: bool = True,
+    max_erasure_dims: int = 2048,
+    thresholds: ICVThresholds | None = None,
+    test_fraction: float = 0.2,
+    random_directions: bool = False,
+    chunk: int = 32,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> OperationalOntology:
+    """Probe and intervene on every (site, factor, family) of ``model`` over ``stimuli`` (module docstring).
+
+    Parameters
+    ----------
+    model : AudioModel
+    stimuli : StimulusSet
+        At the model's sample rate; its varied factors are the factors measured.
+    capture_dir : Capture or path, optional
+        A capture of ``stimuli`` with the ``pooled`` view (and ``modulation`` for the temporal families),
+        e.g. the one ``ontoscope probe`` made; without one, the sites are captured into a temporary directory.
+    pairs : StimulusSet, optional
+        Counterfactual pairs (``ontoscope stimuli --pairs``) for interchange and DAS.
+    sites, factors : optional subsets (default: every captured site, every varied factor)
+    families : sequence of str, optional
+        Of :data:`~ontoscope.probing.interventions.FAMILIES` (default: all; each runs where it applies).
+    doses : mapping, optional
+        Dose levels per family, overriding :data:`DEFAULT_DOSES` (positive; signs are added).
+    n_steer : int
+        Held-out base clips steered per (site, family).
+    das, das_rank, das_steps
+        Fit a rank-``das_rank`` DAS subspace per factor with pairs (``das_steps`` Adam steps from the pattern).
+    erasure, max_erasure_dims
+        Score LEACE erasure at sites of at most ``max_erasure_dims`` (flattened) channels.
+    thresholds : ICVThresholds
+    test_fraction : float
+        Share of clips held out for decodability and steering (the same split as ``ontoscope probe``).
+    random_directions : bool
+        Also steer along a seeded random direction per factor (``family = additive``, ``variant = random``):
+        the negative cells of the controls; :meth:`OperationalOntology.best` never picks them.
+    seed : int
+    """
+    if stimuli.sr != model.sample_rate:
+        raise ConfigError(f"the stimuli are at {stimuli.sr} Hz but the model expects {model.sample_rate} Hz")
+    thresholds = thresholds or ICVThresholds()
+    space = set_space(stimuli)
+    names = list(factors) if factors is not None else list(space.names)
+    unknown = sorted(set(names) - set(space.names))
+    if unknown:
+        raise ConfigError(f"factors {unknown} are not varied in {stimuli.root}; it varies {', '.join(space.names)}")
+    fams = list(families) if families is not None else list(FAMILIES)
+    bad = [f for f in fams if f not in FAMILIES]
+    if bad:
+        raise ConfigError(f"unknown intervention family {bad[0]!r}; use any of {', '.join(FAMILIES)}")
+    levels = {f: check_doses(v, what=f"{f} doses", integer=f == "place_shift")
+              for f, v in {**DEFAULT_DOSES, **dict(doses or {})}.items() if f in DEFAULT_DOSES}
+    unknown_doses = sorted(set(doses or {}) - set(DEFAULT_DOSES))
+    if unknown_doses:
+        raise ConfigError(f"doses for {unknown_doses[0]!r}: only {', '.join(DEFAULT_DOSES)} take dose levels")
+    if n_steer < 2:
+        raise ConfigError(f"n_steer must be at least 2, got {n_steer}")
+    model_sites = model.sites()
+    site_names = list(sites) if sites is not None else [s.name for s in model_sites]
+    for s in site_names:  # unknown sites fail here, before any work
+        site_index(model_sites, s)
+    if pairs is not None and "factor" not in pairs.factors:
+        raise ConfigError(f"{pairs.root} is not a set of counterfactual pairs; render one with "
+                          "`ontoscope stimuli OUT --pairs`")
+    if pairs is not None and pairs.sr != model.sample_rate:
+        raise ConfigError(f"the pairs are at {pairs.sr} Hz but the model expects {model.sample_rate} Hz")
+    for s in site_names:
+        if "place_shift" in (families or ()) and place_axis(model_sites[site_index(model_sites, s)]) is None:
+            raise ConfigError(f"site {s!r} declares no ordered axis, so a place shift has nothing to roll; drop "
+                              "place_shift from the families or choose a site with notes['place']")
+        if das and pairs is not None and "das" in fams:
+            width = model_sites[site_index(model_sites, s)].channels * (
+                model_sites[site_index(model_sites, s)].freq_bins or 1)
+            if das_rank >= width and width > 1:
+                raise ConfigError(f"DAS rank {das_rank} is not below the width of site {s!r} ({width} channels); "
+                                  "choose a smaller das_rank")
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if capture_dir is None:
+            cap = capture(model, stimuli, Path(tmp) / "capture", sites=site_names,
+                          views=("pooled", "modulation", "timing"), chunk=chunk, progress=progress)
+        else:
+            cap = capture_dir if isinstance(capture_dir, Capture) else Capture(capture_dir)
+        return _operational(model, stimuli, cap, pairs, site_names, names, fams, levels, n_steer, das, das_rank,
+                            das_steps, erasure, max_erasure_dims, thresholds, test_fraction, random_directions,
+                            chunk, seed, progress)
+
+
+def _operational(model: AudioModel, stimuli: StimulusSet, cap: Capture, pairs: StimulusSet | None,
+                 site_names: list[str], names: list[str], fams: list[str], levels: dict[str, np.ndarray],
+                 n_steer: int, das: bool, das_rank: int, das_steps: int, erasure: bool, max_erasure_dims: int,
+                 thresholds: ICVThresholds, test_fraction: float, random_directions: bool, chunk: int,
+                 seed: int, progress: bool | None) -> OperationalOntology:
+    missing = [s for s in site_names if s not in cap.sites]
+    if missing or "pooled" not in cap.views:
+        what = f"site {missing[0]!r}" if missing else "the pooled view"
+        raise ConfigError(f"the capture at {cap.root} lacks {what}; capture the sites with the pooled view")
+    if len(cap.clips) != len(stimuli) or not np.array_equal(cap.clips, stimuli.factors["clip"].to_numpy()):
+        raise ConfigError(f"the capture at {cap.root} was made of another stimulus set; capture this one")
+    space = set_space(stimuli)
+    device = model_device(model)
+    model_sites = model.sites()
+    all_sites = [s.name for s in model_sites]
+    audio_model = getattr(model, "output", None) == "audio"
+    targets = factor_targets(stimuli.factors, space)
+    spread = {n: float(np.nanstd(targets[n].to_numpy())) for n in space.names}
+    views = [v for v in ("pooled", "modulation", "timing") if v in cap.views]
+    probes = probe_capture(cap, targets, sites=site_names, views=views, probes=("ridge",),
+                           test_fraction=test_fraction, n_boot=200, seed=seed, progress=progress)
+    dec = {(r.site, r.view, r.factor): r.test_r2 for r in probes.itertuples()}
+    train, test = split_indices(len(stimuli), test_fraction, seed)
+    steer_idx = np.sort(test[:n_steer])
+    base_audio = stimuli.audio(steer_idx).to(device)
     with torch.no_grad():
-        for _, audio in track(chunks, len(chunks), "site activations", progress):
-            acts = encode_sites(model, audio.to(model_device(model)), sites)
-            for s in sites:
-                a = acts[s]
-                feats[s].append(a.reshape(a.shape[0], -1, a.shape[-1]).mean(-1).double().cpu().numpy())
-            if output:
-                outs.append(_pool_output(model.resume(acts[deepest], deepest)))
-    return {s: np.concatenate(v) for s, v in feats.items()}, (np.concatenate(outs) if output else None)
+        base_acts = encode_sites(model, base_audio, site_names)
+    readout = _make_readout(model, stimuli, space, train, chunk, seed) if not audio_model else None
+
+    def measure_norm(y: torch.Tensor) -> np.ndarray:
+        from ontoscope.descriptors import measure
+
+        table = readout(y) if readout is not None else measure(y, model.sample_rate)
+        return np.stack([space[n].normalize(table[n].to_numpy(dtype=np.float64)) for n in space.names], 1)
+
+    def natural(values: np.ndarray) -> pd.DataFrame:
+        return pd.DataFrame({n: space[n].denormalize(values[:, j]) for j, n in enumerate(space.names)})
+
+    # the factors' own modulation directions, from the training clips with the deepest modulation; the base clips
+    # a modulation is imposed on: the clips of the set where the factor is weakest (imposed on an existing
+    # modulation of another phase, it would beat against it)
+    mod_dirs: dict[tuple[str, str], np.ndarray] = {}
+    mod_base: dict[str, dict[str, torch.Tensor]] = {}
+    depth_names = [n for n in names if n in MODULATED and CANON[n].rate and "modulation" in fams]
+    if depth_names:
+        for name in depth_names:
+            depth_all = stimuli.factors[name].to_numpy(dtype=np.float64)
+            weak = np.sort(np.argsort(depth_all, kind="stable")[:n_steer])
+            with torch.no_grad():
+                mod_base[name] = encode_sites(model, stimuli.audio(weak).to(device), site_names)
+            depth = stimuli.factors[name].to_numpy(dtype=np.float64)[train]
+            pick = train[np.argsort(-depth, kind="stable")[:min(32, len(train))]]
+            rate = CANON[name].rate
+            rates = (stimuli.factors[rate].to_numpy(dtype=np.float64)[pick] if rate in stimuli.factors
+                     else np.full(len(pick), _mid_rate(space, rate)))
+            with torch.no_grad():
+                acts = encode_sites(model, stimuli.audio(pick).to(device), site_names)
+            for s in site_names:
+                v = modulation_direction(acts[s], rates, stimuli.factors[name].to_numpy(dtype=np.float64)[pick],
+                                         cap.frame_rate(s))
+                if v is not None:
+                    mod_dirs[(s, name)] = v
+
+    # what a time-warp of the sound itself does to every factor, read the same way, beyond what it does in
+    # principle (rates follow the pitch, durations shrink): the readout's own bias under a warp (a vibrato read
+    # across the warp's reflected ends, a rate pushed past the estimator's range), taken out of every factor's
+    # change before a time-warp at a site is scored
+    warp_bias = None
+    if audio_model and "time_warp" in fams:
+        d = _signed(levels["time_warp"])
+        flat_audio = torch.cat([TimeWarp(float(x))(base_audio[:, None])[:, 0] for x in d])
+        ref = measure_norm(flat_audio).reshape(len(d), len(steer_idx), len(space.names))
+        warp_bias = np.nan_to_num(ref - ref[d == 0] - _warp_expected(d, natural(ref[d == 0][0]), space))
+
+    pair_data = _encode_pair_set(model, pairs, site_names, names, measure_norm, chunk) \
+        if pairs is not None and any(f in fams for f in ("interchange", "das")) else {}
+
+    rows, effects, retention, vectors, plans_by_site = [], [], [], {}, {}
+    for site in track(site_names, len(site_names), "interventions per site", progress):
+        site_obj = model_sites[site_index(model_sites, site)]
+        acts = base_acts[site]
+        flat = acts.reshape(acts.shape[0], -1, acts.shape[-1])
+        frame_norm = float(flat.double().pow(2).sum(1).mean().sqrt())
+        fr = cap.frame_rate(site)
+        x, _ = cap.features(site, "pooled")
+        means = x[:, : x.shape[1] // 2].astype(np.float64)
+        patterns = pattern_directions(means[train], targets.iloc[train][list(space.names)])
+        plans = _plans(site_obj, acts, fr, frame_norm, names, space, fams, levels, patterns, mod_dirs,
+                       np.random.default_rng([seed, all_sites.index(site)]) if random_directions else None)
+        plans_by_site[site] = plans
+        for p in plans:
+            if p.family == "additive" and p.variant == "pattern":
+                vectors[(site, p.factors[0])] = np.asarray(p.build(1.0).vector, dtype=np.float64)
+        # every dose of every plan of the site through one runner; a modulation is imposed on the held-out clips
+        # where its factor is weakest (its own base clips)
+        values = _run_plans(model, acts, site, [p for p in plans if p.family != "modulation"], measure_norm, chunk)
+        for name in {p.factors[0] for p in plans if p.family == "modulation"}:
+            mine = [p for p in plans if p.family == "modulation" and p.factors[0] == name]
+            values.update(_run_plans(model, mod_base[name][site], site, mine, measure_norm, chunk))
+        erased = _erasure(means, targets, names, space, erasure, max_erasure_dims, seed)
+        common = {"site": site, "site_index": all_sites.index(site), "role": site_obj.role}
+        for p in plans:
+            v = values[id(p)]
+            zero = v[int(np.flatnonzero(p.doses == 0)[0])]
+            if p.family == "time_warp" and warp_bias is not None:
+                v = v - warp_bias
+            expected = p.expected(p.doses, natural(zero)) if p.expected is not None else None
+            for name in p.factors:
+                dr = dose_response(v, p.doses, space.names, name, spread[name], expected=expected)
+                effects.append(dr.curve.assign(site=site, family=p.family, variant=p.variant, intended=name))
+                rows.append({**common, "factor": name, "factor_kind": CANON[name].kind, "family": p.family,
+                             "variant": p.variant, "rate_hz": p.rate_hz,
+                             **_decodability(dec, site, name, p.family), **dr.measures(),
+                             "iia": np.nan, "iia_random": np.nan, "pair_fidelity": np.nan, "pairs": 0,
+                             "erasure_drop": erased.get(name, (np.nan, np.nan))[0],
+                             "erasure_collateral": erased.get(name, (np.nan, np.nan))[1], "retained": np.nan})
+                if p.family == "additive" and p.variant == "pattern" and quantizer_after(model, site):
+                    q = quantizer_retention(model, base_audio, site, vectors[(site, name)], magnitudes=[1.0])
+                    retention.append(q.assign(factor=name))
+                    rows[-1]["retained"] = float(q["retained"].iloc[0])
+        # interchange and DAS on the pairs
+        if pair_data:
+            for name in names:
+                if name not in pair_data["factors"] or flat.shape[1] < 2:
+                    continue
+                rows += _interchange_rows(model, site, name, pair_data, patterns.get(name), fams, das, das_rank,
+                                          das_steps, seed, measure_norm, space, common, dec, erased)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        raise ConfigError("no (site, factor) could be intervened on: too few clips with defined values, or no family "
+                          "applies to these sites; render more clips or add families")
+    scored = icv_scores(table, thresholds)
+    table["icv_score"], table["status"] = scored["icv_score"], scored["status"]
+    op = OperationalOntology(
+        table=table, effects=pd.concat(effects, ignore_index=True) if effects else pd.DataFrame(),
+        retention=pd.concat(retention, ignore_index=True) if retention else pd.DataFrame(),
+        examples={}, sample_rate=model.sample_rate, thresholds=thresholds, directions=vectors,
+        steer_clips=steer_idx, probes=probes)
+    if audio_model:
+        steering = table[table["family"].isin(STEERING)]
+        op.examples = _examples(model, best_family(steering, ["site", "factor"]), plans_by_site, base_acts)
+    return op
 
 
-def _output_readout(x: np.ndarray, targets: np.ndarray, space: FactorSpace, train: np.ndarray,
-                    seed: int) -> Callable[[torch.Tensor], pd.DataFrame]:
-    """Ridge probes from the model's time-averaged output ``x`` to every factor, fitted on the training clips."""
+def _run_plans(model: AudioModel, acts: torch.Tensor, site: str, plans: list[_Plan],
+               measure_norm: Callable[[torch.Tensor], np.ndarray], chunk: int) -> dict[int, np.ndarray]:
+    """``{id(plan): [M, B, J]}``: every dose of every plan on the same base activations, measured, through one
+    runner (the unedited output computed once and shared)."""
+    if not plans:
+        return {}
+    ivs: list[Intervention] = [Additive(np.zeros(int(np.prod(acts.shape[1:-1]))), 0.0)]
+    for p in plans:
+        ivs += [p.build(float(d)) for d in p.doses if d != 0]
+    blocks = run_interventions(model, acts, site, ivs, consume=measure_norm, max_rows=max(acts.shape[0], chunk * 2))
+    vals = np.concatenate(blocks).reshape(len(ivs), acts.shape[0], -1)
+    out, pos = {}, 1
+    for p in plans:
+        n_edit = int((p.doses != 0).sum())
+        out[id(p)] = np.insert(vals[pos:pos + n_edit], int(np.flatnonzero(p.doses == 0)[0]), vals[0], axis=0)
+        pos += n_edit
+    return out
+
+
+def _decodability(dec: dict, site: str, factor: str, family: str) -> dict[str, object]:
+    """The best held-out R² of ``factor`` at ``site`` among the views that match ``family``, and that view."""
+    best, view = np.nan, None
+    for v in FAMILY_VIEWS[family]:
+        r = dec.get((site, v, factor), np.nan)
+        if np.isfinite(r) and not (np.isfinite(best) and best >= r):
+            best, view = r, v
+    return {"decodability": best, "view": view}
+
+
+def _plans(site: object, acts: torch.Tensor, fr: float, frame_norm: float, names: list[str], space: FactorSpace,
+           fams: list[str], levels: dict[str, np.ndarray], patterns: dict[str, np.ndarray],
+           mod_dirs: dict[tuple[str, str], np.ndarray], rng: np.random.Generator | None) -> list[_Plan]:
+    """The steering families that apply at ``site``, each with its doses and what it is scored for; with
+    ``rng``, additive steering along a random direction per factor too."""
+    plans: list[_Plan] = []
+    n_frames = acts.shape[-1]
+    if "additive" in fams:
+        for name in names:
+            p = patterns.get(name)
+            if p is None or not np.linalg.norm(p) > 0:
+                continue
+            vec = p / np.linalg.norm(p) * frame_norm
+            plans.append(_Plan("additive", "pattern", [name], _signed(levels["additive"]),
+                               lambda m, v=vec: Additive(v, m)))
+            if rng is not None:
+                r = rng.standard_normal(len(p))
+                plans.append(_Plan("additive", "random", [name], _signed(levels["additive"]),
+                                   lambda m, v=r / np.linalg.norm(r) * frame_norm: Additive(v, m)))
+    if "gain" in fams:
+        plans.append(_Plan("gain", "site", list(names), _signed(levels["gain"]), lambda m: Gain(m)))
+    if "time_warp" in fams and n_frames >= 8:
+        plans.append(_Plan("time_warp", "site", list(names), _signed(levels["time_warp"]), lambda m: TimeWarp(m),
+                           expected=lambda d, v0: _warp_expected(d, v0, space)))
+    axis = place_axis(site)
+    if "place_shift" in fams and axis is not None:
+        plans.append(_Plan("place_shift", "site", list(names), _signed(levels["place_shift"]),
+                           lambda m, a=axis: PlaceShift(int(round(m)), a)))
+    if "modulation" in fams:
+        for name in names:
+            rate_name = CANON[name].rate
+            if name not in MODULATED or rate_name is None or n_frames < 8:
+                continue
+            rate = _mid_rate(space, rate_name)
+            if not rate < fr / 2:
+                continue
+            for inner in MODULATED[name]:
+                vec = mod_dirs.get((site.name, name)) if inner == "additive" else None
+                if inner == "additive":
+                    if vec is None:
+                        continue
+                    vec = vec / np.linalg.norm(vec) * frame_norm
+                d = np.concatenate([[0.0], np.asarray(MODULATION_DOSES[inner])])
+                plans.append(_Plan("modulation", inner, [name], d,
+                                   lambda m, i=inner, v=vec, r=rate: Modulation(i, m, r, fr, vector=v), rate_hz=rate))
+    return plans
+
+
+def _make_readout(model: AudioModel, stimuli: StimulusSet, space: FactorSpace, train: np.ndarray, chunk: int,
+                  seed: int) -> Callable[[torch.Tensor], pd.DataFrame]:
+    """Ridge probes from the model's time-averaged output to every factor, fitted on the training clips."""
+    first = model.sites()[0].name
+    outs = []
+    with torch.no_grad():
+        for _, audio in stimuli.chunks(chunk):
+            outs.append(_pool_output(model.resume(model.encode(audio.to(model_device(model)), first), first)))
+    x = np.concatenate(outs)
+    targets = factor_targets(stimuli.factors, space).to_numpy(dtype=np.float64)
     fits = {}
     for j, name in enumerate(space.names):
         ok = train[np.isfinite(targets[train, j])]
@@ -184,174 +645,137 @@ def _pool_output(y: torch.Tensor) -> np.ndarray:
     return (y.reshape(y.shape[0], -1, y.shape[-1]).mean(-1) if y.ndim >= 3 else y.reshape(y.shape[0], -1)).numpy()
 
 
-def _mid_rate(space: FactorSpace, rate: str) -> float:
-    if rate in space.names:
-        f = space[rate]
-        return math.sqrt(f.low * f.high) if f.scale == "log" else (f.low + f.high) / 2
-    return float(space.fixed.get(rate, CANON[rate].default))
+def _erasure(means: np.ndarray, targets: pd.DataFrame, names: list[str], space: FactorSpace, erasure: bool,
+             max_dims: int, seed: int) -> dict[str, tuple[float, float]]:
+    """LEACE drop of each factor and the mean collateral drop of the others, from a site's channel means."""
+    if not erasure or means.shape[1] > max_dims:
+        return {}
+    complete = [n for n in space.names if np.isfinite(targets[n]).all()]
+    cols = [n for n in names if n in complete]
+    if not cols or len(complete) < 2:
+        return {}
+    er = erasure_decodability(means, targets[complete], erase=cols, seed=seed)
+    out = {}
+    for n in cols:
+        e = er[er["erased"] == n]
+        own, others = e[e["factor"] == n]["drop"], e[e["factor"] != n]["drop"]
+        out[n] = (float(own.iloc[0]), float(others.mean()) if len(others) else float("nan"))
+    return out
 
 
-def operational_ontology(
-    model: AudioModel,
-    stimuli: StimulusSet,
-    *,
-    pairs: StimulusSet | None = None,
-    sites: Sequence[str] | None = None,
-    factors: Sequence[str] | None = None,
-    n_steer: int = 16,
-    magnitudes: Sequence[float] = (-1.0, -0.5, 0.0, 0.5, 1.0),
-    temporal: bool = True,
-    das: bool = False,
-    das_steps: int = 60,
-    erasure: bool = True,
-    max_erasure_dims: int = 2048,
-    thresholds: ICVThresholds | None = None,
-    test_fraction: float = 0.25,
-    chunk: int = 32,
-    seed: int = 0,
-    progress: bool | None = None,
-) -> OperationalOntology:
-    """Probe and intervene on every (site, factor) of ``model`` over ``stimuli`` (see the module docstring).
+def _encode_pair_set(model: AudioModel, pairs: StimulusSet, site_names: list[str], names: list[str],
+                     measure_norm: Callable[[torch.Tensor], np.ndarray], chunk: int) -> dict:
+    """Every pair's activations at every site (one pass per chunk) and the model's own outputs, measured."""
+    device = model_device(model)
+    have = [n for n in names if (pairs.factors["factor"] == n).any()]
+    if not have:
+        return {}
+    out: dict = {"factors": {}}
+    for name in have:
+        b_pos, s_pos = pair_positions(pairs, name)
+        acts = {"base": {s: [] for s in site_names}, "source": {s: [] for s in site_names}}
+        own = {"base": [], "source": []}
+        with torch.no_grad():
+            for role, pos in (("base", b_pos), ("source", s_pos)):
+                for i in range(0, len(pos), chunk):
+                    a = encode_sites(model, pairs.audio(pos[i:i + chunk]).to(device), site_names)
+                    for s in site_names:
+                        acts[role][s].append(a[s])
+                    first = site_names[0]
+                    own[role].append(measure_norm(model.resume(a[first], first)))
+        out["factors"][name] = {"base": {s: torch.cat(v) for s, v in acts["base"].items()},
+                                "source": {s: torch.cat(v) for s, v in acts["source"].items()},
+                                "own_base": np.concatenate(own["base"]), "own_source": np.concatenate(own["source"])}
+    return out
 
-    Parameters
-    ----------
-    model : AudioModel
-    stimuli : StimulusSet
-        At the model's sample rate; its varied factors are the factors measured.
-    pairs : StimulusSet, optional
-        Counterfactual pairs (``ontoscope stimuli --pairs``) for IIA (and DAS).
-    sites, factors : optional subsets (default: every site, every varied factor)
-    n_steer : int
-        Held-out base clips steered per (site, factor).
-    magnitudes : sequence of float
-        Steps in standard deviations of the site's projection on the direction. Temporal
-        interventions use their non-negative half.
-    temporal : bool
-        Also run the temporal intervention of oscillatory depths.
-    das : bool
-        Fit a rank-1 DAS subspace per factor with pairs, from the probe direction (``das_steps`` steps).
-    erasure : bool
-        Score LEACE erasure per site, at sites of at most ``max_erasure_dims`` (flattened) channels
-        (LEACE holds their covariance: 2048 channels take 32 MB, a 32768-channel site 8.6 GB); NaN elsewhere.
-    thresholds : ICVThresholds
-    test_fraction : float
-        Share of clips held out for decodability and for steering.
-    seed : int
-    """
-    if stimuli.sr != model.sample_rate:
-        raise ConfigError(f"the stimuli are at {stimuli.sr} Hz but the model expects {model.sample_rate} Hz")
-    thresholds = thresholds or ICVThresholds()
-    space = set_space(stimuli)
-    names = list(factors) if factors is not None else list(space.names)
-    unknown = sorted(set(names) - set(space.names))
-    if unknown:
-        raise ConfigError(f"factors {unknown} are not varied in {stimuli.root}; it varies {', '.join(space.names)}")
-    all_sites = [s.name for s in model.sites()]
-    site_names = list(sites) if sites is not None else all_sites
-    for s in site_names:  # unknown sites fail here, before any work
-        site_index(model.sites(), s)
-    audio_model = getattr(model, "output", None) == "audio"
-    pooled, outputs = _pooled(model, stimuli, site_names, chunk, progress, output=not audio_model)
-    targets = factor_targets(stimuli.factors, space)
-    y_all = targets.to_numpy(dtype=np.float64)
-    train, test = split_indices(len(stimuli), test_fraction, seed)
-    spread = {n: float(np.nanstd(targets[n].to_numpy())) for n in space.names}
-    readout = None if audio_model else _output_readout(outputs, y_all, space, train, seed)
-    steer_idx = np.sort(test[:n_steer])
-    base = stimuli.audio(steer_idx).to(model_device(model))
-    mags = np.asarray(magnitudes, dtype=np.float64)
-    pos = mags[mags >= 0]
-    pair_factors = set(pairs.factors["factor"]) if pairs is not None and "factor" in pairs.factors else set()
 
-    rows, effects, retention, examples, vectors = [], [], [], {}, {}
-    for site in track(site_names, len(site_names), "interventions per site", progress):
-        x = pooled[site]
-        fr = model.sites()[site_index(model.sites(), site)].frame_rate(model.sample_rate)
-        # 1. probes: decodability and readout directions
-        dirs, sigma, dec = {}, {}, {}
-        for name in space.names:
-            j = space.names.index(name)
-            tr, te = train[np.isfinite(y_all[train, j])], test[np.isfinite(y_all[test, j])]
-            if len(tr) < 8 or len(te) < 2:
-                continue
-            # one scale for the whole site (its RMS channel deviation), so that the penalty grid fits any site's
-            # units without magnifying near-constant channels; the weights go back to site units
-            mu = x[tr].mean(0)
-            sd = float(np.sqrt(np.mean(x[tr].var(0)))) or 1.0
-            res = ridge_cv((x[tr] - mu) / sd, y_all[tr, j:j + 1], seed=seed)
-            w = res.coef[:, 0] / sd
-            pred = res.predict((x[te] - mu) / sd)
-            dec[name] = float(r2_score(torch.as_tensor(y_all[te, j:j + 1]), torch.as_tensor(pred))[0])
-            norm = np.linalg.norm(w)
-            if norm > 0:
-                dirs[name] = w / norm
-                sigma[name] = float(np.std(x @ dirs[name]))
-        # 5. erasure
-        erased = {}
-        if erasure and x.shape[1] <= max_erasure_dims:  # LEACE holds a d x d covariance
-            cols = [n for n in names if n in dirs]
-            complete = [n for n in space.names if np.isfinite(targets[n]).all()]
-            cols = [n for n in cols if n in complete]
-            if cols and len(complete) > 1:
-                er = erasure_decodability(x, targets[complete], erase=cols, seed=seed)
-                for n in cols:
-                    e = er[er["erased"] == n]
-                    own = e[e["factor"] == n]["drop"]
-                    others = e[e["factor"] != n]["drop"]
-                    erased[n] = (float(own.iloc[0]), float(others.mean()) if len(others) else float("nan"))
-        # 2-3. steering, static and temporal
-        plans = []
-        for name in names:
-            if name in dirs and sigma.get(name, 0) > 0:
-                plans.append((name, "static", None, dirs[name] * sigma[name], mags))
-            carrier = CARRIERS.get(name)
-            rate = CANON[name].rate
-            if temporal and carrier in dirs and sigma.get(carrier, 0) > 0 and rate and fr and pos.size >= 2:
-                r = _mid_rate(space, rate)
-                if r < fr / 2:
-                    plans.append((name, "temporal", r, dirs[carrier] * sigma[carrier], pos))
-        for name, kind, rate, d, m in plans:
-            e = effect_matrix(model, base, site, {name: d}, space, m, rate_hz=rate, readout=readout)
-            effects.append(e.assign(site=site))
-            own = e[e["measured"] == name].iloc[0]
-            row = {"site": site, "site_index": all_sites.index(site), "factor": name,
-                   "factor_kind": CANON[name].kind, "kind": kind, "rate_hz": rate,
-                   "decodability": dec.get(name, np.nan),
-                   "slope": own["slope"],
-                   "efficacy": abs(own["slope"]) / spread[name] if spread[name] > 0 else np.nan,
-                   "specificity": own["specificity"], "consistency": own["consistency"],
-                   "iia": np.nan, "iia_drift": np.nan, "das_iia": np.nan, "das_angle_deg": np.nan,
-                   "erasure_drop": erased.get(name, (np.nan, np.nan))[0],
-                   "erasure_collateral": erased.get(name, (np.nan, np.nan))[1], "retained": np.nan}
-            # 4. interchange and DAS (static only: a pair differs in a static value)
-            if kind == "static" and name in pair_factors and audio_model:
-                basis = dirs[name][:, None]
-                ia = interchange_accuracy(model, pairs, site, {name: basis}, space, chunk=chunk).iloc[0]
-                row.update(iia=ia["iia"], iia_drift=ia["drift"])
-                if das:
-                    al = fit_alignment(model, pairs, site, name, init=basis, restarts=0, steps=das_steps, seed=seed)
-                    da = interchange_accuracy(model, pairs, site, {name: al.basis}, space, chunk=chunk).iloc[0]
-                    row.update(das_iia=da["iia"], das_angle_deg=float(principal_angles(al.basis, basis).max()))
-            # 6. quantizer
-            if kind == "static" and quantizer_after(model, site):
-                q = quantizer_retention(model, base, site, d, magnitudes=[1.0])
-                retention.append(q.assign(factor=name))
-                row["retained"] = float(q["retained"].iloc[0])
-            rows.append(row)
-            if kind == "static":
-                vectors[(site, name)] = d
-            if audio_model and kind == "static" and (site, name) not in examples:
-                out = steer(model, base[:1], site, d, [0.0, float(mags.max())])
-                examples[(site, name)] = (out[0, 0].cpu().numpy(), out[1, 0].cpu().numpy())
-    table = pd.DataFrame(rows)
-    if table.empty:
-        raise ConfigError("no (site, factor) could be probed: too few clips with defined values; render more")
-    # the IIA of a row is the better of the probe's and DAS's
-    table["iia_used"] = table[["iia", "das_iia"]].max(axis=1, skipna=True)
-    scored = icv_scores(table.assign(iia=table["iia_used"]), thresholds)
-    table["icv_score"], table["status"] = scored["icv_score"], scored["status"]
-    return OperationalOntology(
-        table=table, effects=pd.concat(effects, ignore_index=True) if effects else pd.DataFrame(),
-        retention=pd.concat(retention, ignore_index=True) if retention else pd.DataFrame(),
-        examples=examples, sample_rate=model.sample_rate, thresholds=thresholds, directions=vectors,
-        steer_clips=steer_idx)
+def _iia(measured: np.ndarray, own_base: np.ndarray, own_source: np.ndarray, j: int) -> dict[str, float]:
+    """IIA of factor ``j`` against the model's own counterfactual output, and its companions (normalised units)."""
+    b, s, m = own_base, own_source, measured
+    diff = s[:, j] - b[:, j]
+    valid = np.isfinite(diff) & np.isfinite(m[:, j]) & (np.abs(diff) >= MIN_PAIR_CHANGE)
+    out = {"pairs": int(valid.sum()), "pair_fidelity": float(valid.mean()) if len(valid) else np.nan}
+    if valid.sum() < 3:
+        return {**out, "iia": np.nan, "efficacy": np.nan, "specificity": np.nan, "consistency": np.nan}
+    score = np.clip(1 - np.abs(m[valid, j] - s[valid, j]) / np.abs(diff[valid]), 0, 1)
+    moved = m[valid] - b[valid]
+    own = float(np.mean(np.abs(moved[:, j])))
+    others = np.nanmean(np.abs(np.delete(moved, j, axis=1)), axis=0) if m.shape[1] > 1 else np.zeros(0)
+    leak = float(np.nansum(others))
+    return {**out, "iia": float(score.mean()), "efficacy": float(score.mean()),
+            "specificity": own / (own + leak) if own + leak > 0 else np.nan,
+            "consistency": float(np.mean(np.sign(moved[:, j]) == np.sign(diff[valid])))}
+
+
+def _interchange_rows(model: AudioModel, site: str, name: str, pair_data: dict, pattern: np.ndarray | None,
+                      fams: list[str], das: bool, das_rank: int, das_steps: int, seed: int,
+                      measure_norm: Callable[[torch.Tensor], np.ndarray], space: FactorSpace, common: dict,
+                      dec: dict, erased: dict) -> list[dict]:
+    """Interchange over the pattern direction and DAS, each beside a random subspace of the same rank."""
+    d = pair_data["factors"][name]
+    a_b, a_s = d["base"][site], d["source"][site]
+    width = int(np.prod(a_b.shape[1:-1]))
+    j = space.names.index(name)
+    gen = np.random.default_rng([seed, width, j])
+    bases: list[tuple[str, np.ndarray, np.ndarray]] = []
+    if "interchange" in fams and pattern is not None and np.linalg.norm(pattern) > 0:
+        bases.append(("interchange", orthonormal_basis(pattern), np.arange(a_b.shape[0])))
+    if "das" in fams and das and das_rank < width and a_b.shape[0] >= 6:
+        # fitted on half of the pairs; of its start and its end, the one with the higher IIA there is kept, and it
+        # is scored on the other half
+        fit_idx, held = np.arange(0, a_b.shape[0], 2), np.arange(1, a_b.shape[0], 2)
+        target = _own_target(model, site, a_s[fit_idx])
+        init = pattern[:, None] if pattern is not None and np.linalg.norm(pattern) > 0 else None
+        al = fit_subspace(model, site, a_b[fit_idx], a_s[fit_idx], target, rank=das_rank, init=init,
+                          restarts=0 if init is not None else 1, steps=das_steps, seed=seed)
+        candidates = [al.basis] + ([orthonormal_basis(np.concatenate(
+            [init, gen.standard_normal((width, das_rank - 1))], 1))] if init is not None else [])
+        if len(candidates) > 1:
+            blocks = run_interventions(model, a_b[fit_idx], site, [Interchange(q) for q in candidates],
+                                       source=a_s[fit_idx], consume=measure_norm)
+            m = np.concatenate(blocks).reshape(len(candidates), len(fit_idx), len(space.names))
+            fit_iia = [_iia(m[c], d["own_base"][fit_idx], d["own_source"][fit_idx], j)["iia"]
+                       for c in range(len(candidates))]
+            keep = int(np.nanargmax(np.nan_to_num(fit_iia, nan=-1.0)))
+        else:
+            keep = 0
+        bases.append(("das", candidates[keep], held))
+    rows = []
+    for family, q, idx in bases:
+        rand = [orthonormal_basis(gen.standard_normal((width, q.shape[1]))) for _ in range(RANDOM_SUBSPACES)]
+        blocks = run_interventions(model, a_b[idx], site, [Interchange(b) for b in (q, *rand)], source=a_s[idx],
+                                   consume=measure_norm)
+        m = np.concatenate(blocks).reshape(1 + len(rand), len(idx), len(space.names))
+        own_b, own_s = d["own_base"][idx], d["own_source"][idx]
+        got = _iia(m[0], own_b, own_s, j)
+        rand_iia = np.array([_iia(m[k], own_b, own_s, j)["iia"] for k in range(1, len(m))])
+        base_line = {"iia": float(rand_iia[np.isfinite(rand_iia)].mean()) if np.isfinite(rand_iia).any() else np.nan}
+        rows.append({**common, "factor": name, "factor_kind": CANON[name].kind, "family": family,
+                     "variant": f"rank{q.shape[1]}", "rate_hz": None, **_decodability(dec, site, name, family),
+                     "dose": np.nan, "slope0": np.nan, "reach": np.nan, "odd": np.nan, "even": np.nan,
+                     **got, "iia_random": base_line["iia"],
+                     "erasure_drop": erased.get(name, (np.nan, np.nan))[0],
+                     "erasure_collateral": erased.get(name, (np.nan, np.nan))[1], "retained": np.nan})
+    return rows
+
+
+def _own_target(model: AudioModel, site: str, source: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model.resume(source, site)
+
+
+def _examples(model: AudioModel, best: pd.DataFrame, plans_by_site: dict[str, list[_Plan]],
+              base_acts: dict[str, torch.Tensor]) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """Base and edited audio of the first steered clip for every (site, factor): its best steering family (``best``
+    holds one steering row per pair) at its kept dose, with the sign that raises the factor."""
+    out = {}
+    for r in best.itertuples():
+        plans = [p for p in plans_by_site.get(r.site, []) if p.family == r.family and p.variant == r.variant
+                 and r.factor in p.factors]
+        if not plans or not np.isfinite(r.dose):
+            continue
+        dose = float(r.dose) * (1 if not np.isfinite(r.odd) or r.odd >= 0 or r.family == "modulation" else -1)
+        acts = base_acts[r.site][:1]
+        y = run_interventions(model, acts, r.site, [plans[0].build(0.0), plans[0].build(dose)])
+        out[(r.site, r.factor)] = (y[0, 0].cpu().numpy(), y[1, 0].cpu().numpy())
+    return out

@@ -359,9 +359,14 @@ def bootstrap_ci(y: np.ndarray, pred: np.ndarray, n_boot: int = 1000, level: flo
 
 
 def _standardise(x: np.ndarray, train: np.ndarray) -> np.ndarray:
+    """Columns centred on the training rows and divided by one scale for the whole matrix (the root mean square
+    of the columns' spreads). One scale, not one per column, keeps the ridge penalty meaningful in any units
+    without magnifying a nearly constant column (a unit that fires on one training clip, one bin of a place code)
+    into a feature that explodes on held-out rows."""
     mu = x[train].mean(0)
     sd = x[train].std(0)
-    return (x - mu) / np.where(sd > 0, sd, 1.0)
+    scale = float(np.sqrt(np.mean(sd**2))) if sd.size else 0.0
+    return (x - mu) / (scale if scale > 0 else 1.0)
 
 
 def probe_factors(
@@ -379,7 +384,7 @@ def probe_factors(
 ) -> pd.DataFrame:
     """Probe every column of ``factors`` from ``X``: one row per (factor, probe).
 
-    Features are standardised on the training rows. A seeded split holds out
+    Features are centred on the training rows and scaled by one factor (:func:`_standardise`). A seeded split holds out
     ``test_fraction`` of the rows (of the groups, with ``groups``); the ridge
     penalty is cross-validated on the rest (:func:`ridge_cv`, folds grouped the
     same way); each probe is scored on the held-out rows.

@@ -41,7 +41,8 @@ import pandas as pd
 import torch
 
 from ontoscope.errors import ConfigError
-from ontoscope.models.protocol import AudioModel, require_audio_output
+from ontoscope.models.protocol import AudioModel, require_audio_output, site_index
+from ontoscope.probing.interventions import Additive, Modulation, run_interventions
 from ontoscope.probing.probes import DEFAULT_ALPHAS, ridge_cv
 from ontoscope.stimuli.factors import FactorSpace
 
@@ -83,46 +84,30 @@ def mean_difference_directions(X: np.ndarray, Y: pd.DataFrame, quantile: float =
     return out
 
 
-def _frame_rate(model: AudioModel, site: str) -> float | None:
-    from ontoscope.models.protocol import site_index
-
-    sites = model.sites()
-    stride = sites[site_index(sites, site)].stride
-    return model.sample_rate / stride if stride else None
-
-
 def steer(model: AudioModel, audio: torch.Tensor, site: str, direction: np.ndarray | torch.Tensor,
           magnitudes: Sequence[float], rate_hz: float | None = None, phase: float = 0.0) -> torch.Tensor:
     """Outputs ``[M, B, ...]`` of the model run from ``site`` with ``m · direction`` added to its frames.
 
     ``direction`` has one entry per channel of the site (``C``, or ``C·F`` for
-    ``[B, C, F, T]`` sites, in the flattening order of the views). ``N'`` is the
-    model's output length.
-
-    With ``rate_hz``, the intervention is *temporal*: frame ``t`` gets
-    ``m · sin(2π · rate_hz · t / frame_rate + phase) · direction``, a trajectory at
-    that rate across frames, so that an oscillatory factor can be driven where no
-    static direction holds it. The site's frame rate comes from its stride, and the
-    rate must lie below half of it (the frame Nyquist rate).
+    ``[B, C, F, T]`` sites, in the flattening order of the views). With ``rate_hz``, the
+    intervention is *temporal*: frame ``t`` gets ``m · sin(2π · rate_hz · t / frame_rate + phase) ·
+    direction`` (an additive :class:`~ontoscope.probing.interventions.Modulation`), which needs the
+    site's stride and a rate below half its frame rate. One use of
+    :func:`~ontoscope.probing.interventions.run_interventions`: the site is encoded once and every
+    magnitude resumed in as few calls as memory allows.
     """
+    sites = model.sites()
+    stride = sites[site_index(sites, site)].stride
     with torch.no_grad():
         acts = model.encode(audio, site)
-        d = torch.as_tensor(np.asarray(direction, dtype=np.float32), device=acts.device)
-        shape = acts.shape[1:-1]
-        if d.numel() != int(np.prod(shape)):
-            raise ConfigError(f"the direction has {d.numel()} entries; site {site!r} has {int(np.prod(shape))} "
-                              "channels")
-        d = d.reshape(*shape, 1)
-        if rate_hz is not None:
-            fr = _frame_rate(model, site)
-            if fr is None:
-                raise ConfigError(f"site {site!r} has no known stride, so a temporal intervention has no time axis")
-            if not 0 < rate_hz < fr / 2:
-                raise ConfigError(f"a {rate_hz:g} Hz trajectory needs a frame rate above {2 * rate_hz:g} Hz; site "
-                                  f"{site!r} runs at {fr:g} frames per second (Nyquist {fr / 2:g} Hz)")
-            t = torch.arange(acts.shape[-1], device=acts.device, dtype=torch.float64) / fr
-            d = d * torch.sin(2 * np.pi * rate_hz * t + phase).to(acts.dtype)
-        return torch.stack([model.resume(acts + float(m) * d, site) for m in magnitudes])
+    if rate_hz is None:
+        ivs = [Additive(direction, float(m)) for m in magnitudes]
+    else:
+        if not stride:
+            raise ConfigError(f"site {site!r} has no known stride, so a temporal intervention has no time axis")
+        ivs = [Modulation("additive", float(m), rate_hz, model.sample_rate / stride, vector=direction, phase=phase)
+               for m in magnitudes]
+    return run_interventions(model, acts, site, ivs)
 
 
 def effect_matrix(

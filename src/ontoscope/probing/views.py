@@ -11,6 +11,16 @@ per batch of clips. Three views turn that into feature matrices:
 ``pooled``
     Time-pooled statistics ``[B, 2C]``: each channel's mean and standard
     deviation over frames.
+``timing``
+    The timing of each channel's trajectory ``[B, 3C]``: the frequency (log2 Hz) of
+    the strongest peak of its power spectrum (parabolic interpolation; the DC bin
+    left out), the spread of the spectrum within two semitones of that peak (log2
+    of its standard deviation in cents), and the modulation index of its envelope
+    (standard deviation over mean of its RMS in 20 ms windows). At a site that runs
+    at the waveform rate this reads pitch, frequency modulation as spread and
+    amplitude modulation (tremolo, beating) as the envelope's index, from the timing
+    of the activations, where means and band energies cannot; at a slow site it
+    reads the rate of the dominant modulation.
 ``modulation``
     The modulation spectrum of each channel's trajectory ``[B, C·M]``: the
     magnitude of the Fourier transform of the (mean-removed, Hann-windowed)
@@ -32,10 +42,10 @@ import torch
 
 from ontoscope.errors import ConfigError
 
-__all__ = ["VIEWS", "flatten_site", "frame_view", "modulation_bands", "modulation_view", "pooled_view"]
+__all__ = ["VIEWS", "flatten_site", "frame_view", "modulation_bands", "modulation_view", "pooled_view", "timing_view"]
 
 #: The views :func:`ontoscope.probing.capture.capture` can store.
-VIEWS = ("frames", "pooled", "modulation")
+VIEWS = ("frames", "pooled", "modulation", "timing")
 
 
 def flatten_site(acts: torch.Tensor) -> torch.Tensor:
@@ -108,3 +118,45 @@ def modulation_view(acts: torch.Tensor, frame_rate: float, n_bands: int = 8, lo:
             sel = np.array([int(np.argmin(np.abs(freqs - np.sqrt(f_lo * f_hi))))])
         bands.append(spec[..., torch.as_tensor(sel, device=a.device)].mean(-1))
     return torch.stack(bands, -1).reshape(b, -1)
+
+
+def timing_view(acts: torch.Tensor, frame_rate: float) -> torch.Tensor:
+    """Peak frequency, spread and envelope modulation of every channel's trajectory, ``[B, 3C]`` (in that order).
+
+    ``frame_rate`` is the site's frames per second. The peak is ``log2`` of its frequency in Hz (0 for a
+    channel with no energy); the spread is ``log2(1 + σ)``, ``σ`` the standard deviation in cents of the power
+    within two semitones of the peak; the envelope index is the standard deviation over the mean of the
+    mean-removed trajectory's RMS in windows of 20 ms (one frame at slower sites). ``[B, 0]`` for trajectories
+    shorter than 8 frames.
+    """
+    a = flatten_site(acts).double()
+    b, c, t = a.shape
+    if t < 8 or frame_rate <= 0:
+        return acts.new_zeros(b, 0)
+    win = torch.hann_window(t, periodic=False, dtype=a.dtype, device=a.device)
+    power = torch.fft.rfft((a - a.mean(-1, keepdim=True)) * win, dim=-1).abs() ** 2  # [B, C, K]
+    power[..., 0] = 0
+    k = power.shape[-1]
+    peak = power.argmax(-1).clamp(1, k - 2)
+    y0, y1, y2 = (power.gather(-1, (peak + o)[..., None])[..., 0] for o in (-1, 0, 1))
+    den = y0 - 2 * y1 + y2
+    shift = torch.where(den.abs() > 0, 0.5 * (y0 - y2) / den, torch.zeros_like(den)).clamp(-0.5, 0.5)
+    hz_per_bin = frame_rate / t
+    f_peak = (peak + shift) * hz_per_bin
+    freqs = torch.arange(k, dtype=a.dtype, device=a.device) * hz_per_bin
+    cents = 1200 * torch.log2(freqs.clamp_min(1e-9)[None, None] / f_peak.clamp_min(1e-9)[..., None])
+    near = (cents.abs() <= 200) & (freqs[None, None] > 0)
+    w = torch.where(near, power, torch.zeros_like(power))
+    tot = w.sum(-1).clamp_min(1e-300)
+    mean = (w * cents).sum(-1) / tot
+    spread = ((w * (cents - mean[..., None]) ** 2).sum(-1) / tot).clamp_min(0).sqrt()
+    has = power.sum(-1) > 0
+    peaks = torch.where(has, torch.log2(f_peak.clamp_min(1e-9)), torch.zeros_like(f_peak))
+    spreads = torch.where(has, torch.log2(1 + spread), torch.zeros_like(spread))
+    dev = a - a.mean(-1, keepdim=True)
+    w = max(1, int(round(0.02 * frame_rate)))
+    n_win = t // w
+    env = dev[..., : n_win * w].reshape(b, c, n_win, w).pow(2).mean(-1).sqrt()  # [B, C, windows]
+    index = env.std(-1) / env.mean(-1).clamp_min(1e-12) if n_win > 1 else torch.zeros_like(spread)
+    index = torch.where(has, index, torch.zeros_like(index))
+    return torch.cat([peaks, spreads, index], 1).to(acts.dtype)

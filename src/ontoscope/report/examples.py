@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ontoscope.report.summaries import bottleneck_site
+from ontoscope.report.summaries import best_rows, bottleneck_site
 
 __all__ = ["Example", "select_examples"]
 
@@ -36,13 +36,11 @@ def select_examples(operational: pd.DataFrame, examples_dir: Path | None, k: int
 
     The first is the highest-scoring static factor at the bottleneck, the second the highest-scoring
     oscillatory factor there (to hear what claim 2 is about), then the highest-scoring remaining
-    (site, factor) pairs. The examples are static interventions (the step the WAV files hold).
+    (site, factor) pairs. Each is the family that controls the pair, at its kept dose (what the WAV files hold).
     """
     if k <= 0 or examples_dir is None or operational.empty or not examples_dir.is_dir():
         return []
-    rows = operational
-    if "kind" in rows.columns:
-        rows = rows[rows["kind"].fillna("static") == "static"]
+    rows = best_rows(operational)
     have = []
     for _, r in rows.iterrows():
         base = examples_dir / str(r["site"]) / f"{r['factor']}_base.wav"

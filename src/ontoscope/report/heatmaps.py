@@ -68,11 +68,11 @@ def operational_cells(best: pd.DataFrame, comparison: pd.DataFrame) -> dict[tupl
     """``{(factor, site): Cell}`` from one model's best operational rows (label: the ICV score)."""
     fails = _failures(comparison)
     cells = {}
-    measures = ("decodability", "efficacy", "specificity", "consistency", "iia")
+    measures = ("decodability", "efficacy", "specificity", "consistency")
     for _, r in best.iterrows():
         key = (str(r["factor"]), str(r["site"]))
         score = pd.to_numeric(pd.Series([r.get("icv_score")]), errors="coerce").iloc[0]
-        tip = f"{key[0]} at {key[1]}: {r.get('status', '?')} ({r.get('kind', 'static')} intervention)"
+        tip = f"{key[0]} at {key[1]}: {r.get('status', '?')} ({r.get('family', '?')})"
         tip += f"\nICV score {_fmt(score)}; " + ", ".join(f"{m} {_fmt(r[m])}" for m in measures if m in r)
         if key in fails:
             tip += f"\nnot held: {fails[key]}"

@@ -20,7 +20,7 @@ from ontoscope.errors import ConfigError
 __all__ = ["OPTIONAL_TABLES", "ModelEntry", "RunData", "load_run"]
 
 #: Tables under ``RUN/tables`` that a run may lack (an analysis switched off, a stage not reached).
-OPTIONAL_TABLES = ("latent", "operational", "comparison", "claims", "knob_means")
+OPTIONAL_TABLES = ("latent", "operational", "comparison", "claims", "knob_means", "control_rates")
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from ontoscope.probing.icv import best_family
+
 __all__ = ["KNOBS", "KNOB_LABELS", "agreement", "axes", "best_rows", "bottleneck_site", "canonical_knob", "knob_means",
            "model_means", "plotted_means"]
 
@@ -22,14 +24,11 @@ _KNOB_ALIASES = {"data": "data_size", "stride": "total_stride"}
 
 
 def best_rows(operational: pd.DataFrame) -> pd.DataFrame:
-    """One row per (model, site, factor): the kind of intervention (static or temporal) with the higher score."""
+    """One row per (model, site, factor): the family that controls it (:func:`ontoscope.probing.icv.best_family`,
+    over whichever of those key columns the table has)."""
     if operational.empty:
         return operational
-    keys = [c for c in ("model", "site", "factor") if c in operational.columns]
-    t = operational.assign(_s=pd.to_numeric(operational.get("icv_score"), errors="coerce").fillna(-1.0))
-    t = t.sort_values("_s", ascending=False, kind="stable").drop_duplicates(keys).drop(columns="_s")
-    order = [c for c in ("model", "site_index", "factor") if c in t.columns]
-    return t.sort_values(order, kind="stable").reset_index(drop=True)
+    return best_family(operational, [c for c in ("model", "site", "factor") if c in operational.columns])
 
 
 def bottleneck_site(sites: list[str]) -> str | None:

@@ -22,7 +22,7 @@ nav a { margin-right: 14px; color: #1565c0; text-decoration: none; font-size: 13
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px; font-weight: 600;
          color: #fff; background: #78909c; }
 .badge.supported { background: #2e7d32; } .badge.not-supported { background: #c62828; }
-.badge.inconclusive { background: #ef8f00; }
+.badge.inconclusive { background: #ef8f00; } .badge.failed { background: #6a1b9a; }
 .model { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: 8px 14px 12px;
          margin: 12px 0; }
 .pair { display: flex; flex-wrap: wrap; gap: 28px; align-items: flex-start; }
@@ -65,11 +65,35 @@ REPORT = """<!doctype html>
 <p class="meta">{{ models | length }} model{{ "" if models | length == 1 else "s" }}{% if run.created %};
 run created {{ run.created }}{% endif %}; latent ontology (predicted from the architecture) against the
 operational ontology (measured by probing and intervening).</p>
-<nav><a href="#claims">Claims</a><a href="#ontologies">Ontologies</a><a href="#knobs">ICV score and knobs</a>
+<nav><a href="#controls">Controls</a>
+<a href="#claims">Claims</a><a href="#ontologies">Ontologies</a><a href="#knobs">ICV score and knobs</a>
 <a href="#operators">Operator plots</a><a href="#examples">Steering examples</a>
 <a href="#reproducibility">Reproducibility</a></nav>
 </header>
 <main>
+
+<section id="controls">
+<h2>0. Can the instrument see?</h2>
+{% if controls.rows %}
+<p class="{{ 'meta' if controls.passed else 'note' }}">
+<span class="badge {{ 'supported' if controls.passed else 'failed' }}">
+{{ "controls passed" if controls.passed else "instrument failed its controls" }}</span>
+The operational measurement was run on control models whose answer is known by construction (a trained
+controller between a factor-reading encoder and the synthesizer, over {{ controls.seeds }} training seed(s); the
+waveform itself, with and without a level-normalising decoder; a pitch place code, ordered and shuffled).
+Sensitivity is the share of cells that must be ICVs that were found so; false positives the share of cells that
+must not be that were. {% if not controls.passed %}Below the {{ controls.min_sensitivity }} sensitivity or above the
+{{ controls.max_fpr }} false-positive rate in some family, the claims are not judged.{% endif %}</p>
+<table class="data"><thead><tr><th>family</th><th>positive cells found</th><th>sensitivity</th>
+<th>false positives</th><th>false-positive rate</th><th>passed</th></tr></thead><tbody>
+{% for r in controls.rows %}<tr><td>{{ r.family }}</td><td>{{ r.found }}</td><td>{{ r.sensitivity }}</td>
+<td>{{ r.fp }}</td><td>{{ r.fpr }}</td><td>{{ r.passed }}</td></tr>
+{% endfor %}</tbody></table>
+{% else %}
+<p class="note">This run has no control table (tables/control_rates.parquet): the instrument was not checked on
+its controls, so its measurements below have not been shown to see what is there.</p>
+{% endif %}
+</section>
 
 <section id="claims">
 <h2>1. Claims</h2>
@@ -90,8 +114,9 @@ below were not evaluated.</p>{% endif %}
 <section id="ontologies">
 <h2>2. Latent and operational ontology per model</h2>
 <p class="note">Rows are factors, columns sites. Left: the status the architecture predicts (hover a cell for
-the reason). Right: the status measured (the better of the static and temporal intervention), labelled with
-the ICV score. A heavy outline marks a cell where the prediction did not hold (over-predicted: afforded but
+the reason). Right: the status measured (the intervention family that controls the pair: an ICV if any family
+makes it one, else the best score), labelled with the ICV score.
+A heavy outline marks a cell where the prediction did not hold (over-predicted: afforded but
 not an ICV; under-predicted: limited but an ICV); a dashed cell was not measured.</p>
 <div class="legend"><strong>predicted</strong>
 {% for s, c in latent_colours.items() %}<span><i style="background: {{ c }}"></i>{{ s }}</span>{% endfor %}</div>

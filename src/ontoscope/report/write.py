@@ -49,11 +49,12 @@ _FIGURE_CAPTIONS = {
     "responses": "sine-sweep responses, channel by input frequency",
     "jacobian_cosines": "|cosine| between the factors' Jacobian columns",
     "status": "predicted status of every (site, factor)",
-    "icv_by_site": "ICV score of every factor down the sites (measured)",
-    "effects_by_site": "effect matrices per site: factor steered by factor measured",
+    "icv_by_site": "ICV score of every factor down the sites (measured; marker: the family that scored best)",
+    "dose_response": "dose–response of each intervention family: the intended factor's change against the dose",
 }
-_MEASURES = ("decodability", "efficacy", "specificity", "consistency", "iia")
-_VERDICTS = {"supported": "supported", "not supported": "not-supported", "inconclusive": "inconclusive"}
+_MEASURES = ("decodability", "efficacy", "specificity", "consistency")
+_VERDICTS = {"supported": "supported", "not supported": "not-supported", "inconclusive": "inconclusive",
+             "instrument failed its controls": "failed"}
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -163,7 +164,7 @@ def _latent_figures(directory: Path) -> list[Path]:
 def _figures(entry: ModelEntry, assets: Path, slug: str) -> list[dict[str, str]]:
     found = [("latent", p) for p in (_latent_figures(entry.latent_dir) if entry.latent_dir is not None else [])]
     if entry.operational_dir is not None:
-        found += [("operational", p) for n in ("icv_by_site.png", "effects_by_site.png")
+        found += [("operational", p) for n in ("icv_by_site.png", "dose_response.png")
                   if (p := entry.operational_dir / "figures" / n).is_file()]
     out = []
     for i, (side, p) in enumerate(found):
@@ -260,6 +261,19 @@ def _knobs(run: RunData, assets: Path) -> dict[str, Any]:
     return {"img": _href(img, assets), "source": source, "rows": rows}
 
 
+def _controls(run: RunData) -> dict[str, Any]:
+    """The controls' rates per family (``tables/control_rates.parquet``) for the report's first section."""
+    rates = run.table("control_rates")
+    cfg = run.config.get("analyses") if isinstance(run.config.get("analyses"), dict) else {}
+    cc = cfg.get("controls") if isinstance(cfg.get("controls"), dict) else {}
+    rows = [{"family": str(r["family"]), "found": f"{_fmt(r['found'])} of {_fmt(r['positives'])}",
+             "sensitivity": _fmt(r["sensitivity"], 3), "fp": f"{_fmt(r['false_positives'])} of {_fmt(r['negatives'])}",
+             "fpr": _fmt(r["fpr"], 3), "passed": "yes" if bool(r["passed"]) else "no"} for _, r in rates.iterrows()]
+    return {"rows": rows, "passed": bool(len(rates)) and bool(rates["passed"].astype(bool).all()),
+            "seeds": len(cc.get("seeds", [0, 1, 2])), "min_sensitivity": _fmt(cc.get("min_sensitivity", 0.95)),
+            "max_fpr": _fmt(cc.get("max_fpr", 0.05))}
+
+
 def _interval_text(lo: Any, hi: Any) -> str:
     return "–" if _missing(lo) and _missing(hi) else f"{_fmt(lo)} – {_fmt(hi)}"
 
@@ -332,7 +346,7 @@ def write_report(run_dir: str | os.PathLike, examples: int | None = None) -> Pat
     try:
         taken: set[str] = set()
         models = [_model_section(run, m, staging, _slug(m.model, taken), k) for m in run.models]
-        context = {"run": _reproducibility(run), "style": Markup(STYLE), "models": models,
+        context = {"run": _reproducibility(run), "style": Markup(STYLE), "models": models, "controls": _controls(run),
                    "claims": _claims(run.table("claims")), "claims_measured": not run.table("claims").empty,
                    "knobs": _knobs(run, staging), "latent_colours": LATENT_COLOURS,
                    "operational_colours": OPERATIONAL_COLOURS}

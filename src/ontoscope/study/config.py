@@ -24,7 +24,8 @@ from ontoscope.errors import ConfigError
 if TYPE_CHECKING:
     from ontoscope.stimuli.factors import FactorSpace
 
-__all__ = ["AnalysesConfig", "ModelPlan", "StudyConfig", "expand_models", "load_config", "parse_config"]
+__all__ = ["AnalysesConfig", "ControlsConfig", "ModelPlan", "StudyConfig", "expand_models", "load_config",
+           "parse_config"]
 
 
 class _Strict(BaseModel):
@@ -40,7 +41,7 @@ class StimuliConfig(_Strict):
     sample_rate: int = Field(16000, ge=4000, le=96000)
     seconds: float = Field(1.0, gt=0, le=30)
     n: int = Field(256, ge=16, le=1_000_000)
-    pairs: int = Field(8, ge=0, le=10_000, description="counterfactual pairs per factor (0: no IIA)")
+    pairs: int = Field(16, ge=0, le=10_000, description="counterfactual pairs per factor (0: no IIA)")
     seed: int = 0
     bank: str | None = None
     programs: list[int] | None = None
@@ -93,13 +94,53 @@ class LatentConfig(_Strict):
 
 
 class OperationalConfig(_Strict):
-    n_steer: int = Field(8, ge=2)
-    das: bool = False
-    temporal: bool = True
+    n_steer: int = Field(8, ge=2, description="held-out clips steered per (site, family)")
+    families: list[str] | None = Field(None, description="intervention families (default: all that apply)")
+    doses: dict[str, list[float]] | None = Field(None, description="dose levels per steering family")
+    das: bool = True
+    das_rank: int = Field(1, ge=1, le=16)
+    das_steps: int = Field(40, ge=4)
     erasure: bool = True
     sites: list[str] | None = None
     max_sites: int | None = Field(None, ge=1, description="at most this many sites, evenly spread, the "
                                   "bottleneck always among them")
+
+    @field_validator("families")
+    @classmethod
+    def _families(cls, v: list[str] | None) -> list[str] | None:
+        from ontoscope.probing.interventions import FAMILIES
+
+        bad = [f for f in v or [] if f not in FAMILIES]
+        if bad:
+            raise ValueError(f"unknown intervention family {bad[0]!r}; use any of {', '.join(FAMILIES)}")
+        if v is not None and not v:
+            raise ValueError("give at least one family (or leave families out for all)")
+        return v
+
+    @field_validator("doses")
+    @classmethod
+    def _doses(cls, v: dict[str, list[float]] | None) -> dict[str, list[float]] | None:
+        from ontoscope.probing.operational import DEFAULT_DOSES
+        from ontoscope.probing.response import check_doses
+
+        for fam, levels in (v or {}).items():
+            if fam not in DEFAULT_DOSES:
+                raise ValueError(f"doses for {fam!r}: only {', '.join(DEFAULT_DOSES)} take dose levels")
+            try:
+                check_doses(levels, what=f"{fam} doses", integer=fam == "place_shift")
+            except ConfigError as e:
+                raise ValueError(str(e)) from None
+        return v
+
+
+class ControlsConfig(_Strict):
+    """The control models every study runs first (:mod:`ontoscope.probing.controls`)."""
+
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1,
+                             description="training seeds of the trained controls")
+    n_steer: int = Field(8, ge=2)
+    min_sensitivity: float = Field(0.95, ge=0, le=1)
+    max_fpr: float = Field(0.05, ge=0, le=1)
 
 
 class AnalysesConfig(_Strict):
@@ -107,6 +148,7 @@ class AnalysesConfig(_Strict):
 
     latent: LatentConfig | Literal[False] = Field(default_factory=LatentConfig)
     operational: OperationalConfig | Literal[False] = Field(default_factory=OperationalConfig)
+    controls: ControlsConfig | Literal[False] = Field(default_factory=ControlsConfig)
 
 
 class ReportConfig(_Strict):

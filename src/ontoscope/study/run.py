@@ -1,7 +1,7 @@
 """Running a study: every stage once, in order, cached by content; the final tables and the report.
 
-:func:`run_study` validates the config, then runs stimuli → pairs → train → latent →
-operational (per model) → comparison → report, skipping every stage whose output
+:func:`run_study` validates the config, then runs stimuli → pairs → controls → train →
+latent → operational (per model) → comparison → report, skipping every stage whose output
 is already in the run directory (:mod:`~ontoscope.study.cache`). Killing it at
 any moment and running it again finishes the study without redoing what was
 finished, with the same final tables. :func:`study_status` says what is done.
@@ -23,12 +23,19 @@ from ontoscope.artifacts import ensure_dir, save_json, save_table, write_atomic
 from ontoscope.errors import ConfigError
 from ontoscope.study.cache import Stage, stage_key
 from ontoscope.study.config import ModelPlan, StudyConfig, expand_models, load_config
-from ontoscope.study.stages import latent_stage, operational_stage, pairs_stage, stimuli_stage, train_stage
+from ontoscope.study.stages import (
+    controls_stage,
+    latent_stage,
+    operational_stage,
+    pairs_stage,
+    stimuli_stage,
+    train_stage,
+)
 from ontoscope.study.storage import RunStore
 
 __all__ = ["STAGES", "plan_stages", "run_study", "study_status"]
 
-STAGES = ("stimuli", "pairs", "train", "latent", "operational", "comparison", "report")
+STAGES = ("stimuli", "pairs", "controls", "train", "latent", "operational", "comparison", "report")
 
 
 def _versions() -> dict[str, str]:
@@ -48,6 +55,11 @@ def plan_stages(cfg: StudyConfig, run: Path) -> dict[str, Any]:
     pairs = None
     if cfg.stimuli.pairs and cfg.analyses.operational:
         pairs = Stage(run, "pairs", stage_key("pairs", s))
+    controls = None
+    if cfg.analyses.controls and cfg.analyses.operational:
+        controls = Stage(run, "controls", stage_key("controls", {**cfg.analyses.controls.model_dump(mode="json"),
+                                                                 "das_steps": cfg.analyses.operational.das_steps},
+                                                    {"stimuli": stim.key, "pairs": pairs.key if pairs else ""}))
     lat_cfg = cfg.analyses.latent.model_dump(mode="json") if cfg.analyses.latent else None
     op_cfg = cfg.analyses.operational.model_dump(mode="json") if cfg.analyses.operational else None
     models = []
@@ -63,10 +75,12 @@ def plan_stages(cfg: StudyConfig, run: Path) -> dict[str, Any]:
             op = Stage(run, "operational", stage_key("operational", op_cfg, inputs), plan.id)
         models.append({"plan": plan, "train": train, "latent": latent, "operational": op})
     keys = [m[k].key for m in models for k in ("train", "latent", "operational") if m[k] is not None]
+    keys += [controls.key] if controls else []
     comparison = Stage(run, "comparison", stage_key("comparison", None, {"stages": ",".join(keys)}))
     report = Stage(run, "report", stage_key("report", cfg.report.model_dump(mode="json"),
                                             {"comparison": comparison.key}))
-    return {"stimuli": stim, "pairs": pairs, "models": models, "comparison": comparison, "report": report}
+    return {"stimuli": stim, "pairs": pairs, "controls": controls, "models": models, "comparison": comparison,
+            "report": report}
 
 
 def _log(console: Callable[[str], None] | None, text: str) -> None:
@@ -108,6 +122,7 @@ def run_study(config: str | os.PathLike | StudyConfig, out: str | os.PathLike, *
 
     stim = step(plan["stimuli"], lambda d: stimuli_stage(cfg, d))
     pairs = step(plan["pairs"], lambda d: pairs_stage(cfg, d)) if plan["pairs"] else None
+    controls = step(plan["controls"], lambda d: controls_stage(cfg, stim, pairs, d)) if plan["controls"] else None
     if executor == "local":
         records = [model_chain(cfg, m, stim, pairs, forced, console, store) for m in plan["models"]]
     elif executor == "ray":
@@ -120,6 +135,9 @@ def run_study(config: str | os.PathLike | StudyConfig, out: str | os.PathLike, *
     else:
         raise ConfigError(f"unknown executor {executor!r}; use local or ray")
     tables = _collect(records)
+    if controls is not None:
+        tables["controls"] = pd.read_parquet(controls / "controls.parquet")
+        tables["control_rates"] = pd.read_parquet(controls / "control_rates.parquet")
     comp = step(plan["comparison"], lambda d: _compare(tables, d))
     _write_tables(run, tables, comp)
     _write_run_json(run, cfg, text, records, plan)
@@ -190,7 +208,7 @@ def _compare(tables: dict[str, pd.DataFrame], out: Path) -> dict[str, Any]:
 
     if not len(tables["latent"]) or not len(tables["operational"]):
         return {"skipped": "the comparison needs both the latent and the operational analyses"}
-    comp = compare(tables["models"], tables["latent"], tables["operational"])
+    comp = compare(tables["models"], tables["latent"], tables["operational"], controls=tables.get("control_rates"))
     comp.save(out)
     return {}
 
@@ -233,7 +251,7 @@ def study_status(run: str | os.PathLike) -> pd.DataFrame:
         raise ConfigError(f"{run} is not a study run directory (no config.yaml); start one with `ontoscope run`")
     cfg, _ = load_config(cfg_path)
     plan = plan_stages(cfg, run)
-    rows = [plan["stimuli"], *( [plan["pairs"]] if plan["pairs"] else [])]
+    rows = [plan["stimuli"], *([plan[k] for k in ("pairs", "controls") if plan[k]])]
     for m in plan["models"]:
         rows += [m[k] for k in ("train", "latent", "operational") if m[k] is not None]
     rows += [plan["comparison"], plan["report"]]

@@ -16,8 +16,8 @@ from ontoscope.artifacts import save_table
 from ontoscope.models.protocol import AudioModel
 from ontoscope.study.config import ModelPlan, StudyConfig
 
-__all__ = ["choose_sites", "latent_stage", "load_plan_model", "operational_stage", "pairs_stage", "stimuli_stage",
-           "train_stage"]
+__all__ = ["choose_sites", "controls_stage", "latent_stage", "load_plan_model", "operational_stage", "pairs_stage",
+           "stimuli_stage", "train_stage"]
 
 
 def _render(cfg: StudyConfig, out: Path, pairs: bool) -> dict[str, Any]:
@@ -125,9 +125,28 @@ def operational_stage(cfg: StudyConfig, plan: ModelPlan, train_dir: Path | None,
     model = load_plan_model(plan, train_dir)
     pair_set = StimulusSet.load(pairs / "set") if pairs is not None else None
     op = operational_ontology(model, StimulusSet.load(stimuli / "set"), pairs=pair_set,
-                              sites=oc.sites or choose_sites(model, oc.max_sites),
-                              n_steer=oc.n_steer, das=oc.das, temporal=oc.temporal, erasure=oc.erasure,
-                              seed=plan.seed, progress=False)
+                              sites=oc.sites or choose_sites(model, oc.max_sites), families=oc.families,
+                              doses=oc.doses, n_steer=oc.n_steer, das=oc.das, das_rank=oc.das_rank,
+                              das_steps=oc.das_steps, erasure=oc.erasure, seed=plan.seed, progress=False)
     op.save(out)
     write_operational_figures(op.table, op.effects, out / "figures")
-    return {"rows": len(op.table)}
+    return {"rows": len(op.table), "icv": int((op.best()["status"] == "icv").sum())}
+
+
+def controls_stage(cfg: StudyConfig, stimuli: Path, pairs: Path | None, out: Path) -> dict[str, Any]:
+    """The control models' operational rows (``controls.parquet``) and their rates per family
+    (``control_rates.parquet``)."""
+    from ontoscope.probing.controls import control_rates, controls_passed, run_controls
+    from ontoscope.stimuli.dataset import StimulusSet
+
+    cc, oc = cfg.analyses.controls, cfg.analyses.operational
+    rows = run_controls(StimulusSet.load(stimuli / "set"),
+                        pairs=StimulusSet.load(pairs / "set") if pairs is not None else None,
+                        seeds=cc.seeds, n_steer=cc.n_steer, das_steps=oc.das_steps if oc else 40, progress=False)
+    rates = control_rates(rows, min_sensitivity=cc.min_sensitivity, max_fpr=cc.max_fpr)
+    save_table(out / "controls.parquet", rows)
+    save_table(out / "control_rates.parquet", rates)
+    return {"passed": controls_passed(rates),
+            "rates": {r.family: {"sensitivity": round(float(r.sensitivity), 3) if r.positives else None,
+                                 "fpr": round(float(r.fpr), 3) if r.negatives else None}
+                      for r in rates.itertuples()}}

@@ -1,0 +1,221 @@
+"""Can the instrument see? The operational ontology run on models whose answer is known by construction.
+
+:func:`run_controls` builds the control models of :mod:`ontoscope.models.controls` for a
+stimulus set's factors, runs :func:`~ontoscope.probing.operational.operational_ontology` on
+each, and marks every (control, site, factor, family) row with what the status must be:
+
+=================  =====================================================================  =====================
+control            positive cells (must be ``icv``)                                        negative cells
+=================  =====================================================================  =====================
+controller         every encoded factor by additive (pattern), interchange and DAS         the omitted factor by
+(trained, seeds;   at ``controller.hidden1``                                               those; every factor by
+one site)                                                                                  gain, time-warp,
+                                                                                           modulation; additive
+                                                                                           along random directions
+waveform           loudness by gain, f0 by time-warp, vibrato depth by a warp               every other factor by
+                   modulation, tremolo depth by a gain modulation                          those; additive
+waveform_level     f0 by time-warp                                                         loudness (and all) by gain
+place              f0 by place shift                                                       every other factor by it
+place_shuffled     —                                                                       f0 by place shift
+=================  =====================================================================  =====================
+
+Beside every interchange and DAS row, the random subspaces of the same rank are a
+negative cell of their own (an IIA that reaches the threshold there would be a false
+positive of the interchange itself). Cells whose answer is not fixed by construction
+(a rate under a time-warp, which moves with it by design) are left unmarked. :func:`control_rates` turns the rows into
+sensitivity (share of positive cells found ``icv``) and false-positive rate (share of
+negative cells found ``icv``) per family, and says whether the instrument passed:
+sensitivity at least ``min_sensitivity`` and false positives at most ``max_fpr``
+wherever the family has cells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ontoscope.errors import ConfigError
+from ontoscope.models.controls import ControllerModel, PlaceControl, WaveformControl
+from ontoscope.models.protocol import AudioModel
+from ontoscope.probing.icv import ICVThresholds, icv_scores
+from ontoscope.probing.interventions import FAMILIES
+from ontoscope.probing.operational import operational_ontology
+from ontoscope.progress import track
+from ontoscope.stimuli.dataset import StimulusSet, set_space
+from ontoscope.stimuli.factors import FactorSpace
+
+__all__ = ["CONTROLS", "control_rates", "control_truth", "controls_passed", "run_controls"]
+
+#: The control models, in the order they run.
+CONTROLS = ("controller", "waveform", "waveform_level", "place", "place_shuffled")
+_RATES = ("vibrato_rate", "tremolo_rate", "beat_rate", "attack")
+
+
+def omitted_factor(space: FactorSpace) -> str | None:
+    """The factor the controller leaves out: the last varied static factor other than f0 and loudness (else the
+    last varied factor), None when only one factor varies."""
+    if len(space.names) < 2:
+        return None
+    static = [n for n in space.names if space[n].kind == "static" and n not in ("f0", "loudness")]
+    return static[-1] if static else space.names[-1]
+
+
+def control_truth(control: str, factor: str, family: str, variant: str, *, omitted: str | None = None
+                  ) -> bool | None:
+    """Whether the cell must be ``icv`` (True), must not be (False), or is not fixed by construction (None)."""
+    if control == "controller":
+        if family in ("additive", "interchange", "das"):
+            return False if variant == "random" else factor != omitted
+        return False
+    if control in ("waveform", "waveform_level"):
+        if family == "gain":
+            return control == "waveform" and factor == "loudness"
+        if family == "time_warp":
+            return None if factor in _RATES else factor == "f0"
+        if family == "modulation":
+            if variant == "additive":
+                return False
+            return {("vibrato_depth", "time_warp"): True, ("tremolo_depth", "gain"): True}.get((factor, variant))
+        if family == "additive":
+            return False
+        return None
+    if control in ("place", "place_shuffled"):
+        if family == "place_shift":
+            return control == "place" and factor == "f0"
+        if family in ("gain", "time_warp", "modulation"):
+            return False
+        return None
+    raise ConfigError(f"unknown control {control!r}; use any of {', '.join(CONTROLS)}")
+
+
+@dataclass(frozen=True)
+class _Control:
+    name: str
+    build: Callable[[FactorSpace, int, int], AudioModel]
+    seeded: bool
+    families: tuple[str, ...]
+    sites: tuple[str, ...] | None = None
+
+
+def _controls(space: FactorSpace) -> list[_Control]:
+    """The control models for ``space``, each with the families whose cells it marks (the others would only
+    repeat its negatives) and the sites it is read at."""
+    omit = omitted_factor(space)
+    wave = ("additive", "gain", "time_warp", "modulation")
+    out = [_Control("controller", lambda sp, sr, seed: ControllerModel(sp, omit=[omit] if omit else [],
+                                                                       sample_rate=sr, seed=seed), True,
+                    ("additive", "gain", "time_warp", "modulation", "interchange", "das"), ("controller.hidden1",)),
+           _Control("waveform", lambda sp, sr, seed: WaveformControl(sample_rate=sr), False, wave),
+           _Control("waveform_level", lambda sp, sr, seed: WaveformControl(sample_rate=sr, level_db=-20.0), False,
+                    ("gain", "time_warp"))]
+    if "f0" in space.names:
+        out += [_Control("place", lambda sp, sr, seed: PlaceControl(sp, sample_rate=sr, seed=seed), False,
+                         ("place_shift",)),
+                _Control("place_shuffled", lambda sp, sr, seed: PlaceControl(sp, shuffled=True, sample_rate=sr,
+                                                                             seed=seed), False, ("place_shift",))]
+    return out
+
+
+def run_controls(
+    stimuli: StimulusSet,
+    *,
+    pairs: StimulusSet | None = None,
+    seeds: Sequence[int] = (0, 1, 2),
+    controls: Sequence[str] | None = None,
+    n_steer: int = 8,
+    das_steps: int = 40,
+    thresholds: ICVThresholds | None = None,
+    seed: int = 0,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """The operational ontology of every control model over ``stimuli``, each row marked with its truth.
+
+    Parameters
+    ----------
+    stimuli, pairs : StimulusSet
+        The study's stimuli and counterfactual pairs (pairs give the interchange and DAS cells).
+    seeds : sequence of int
+        Training seeds of the trained controls (the controller); the others are fixed models, run once.
+    controls : sequence of str, optional
+        A subset of :data:`CONTROLS`.
+    n_steer, das_steps, thresholds, seed
+        Passed to :func:`~ontoscope.probing.operational.operational_ontology`.
+
+    Returns
+    -------
+    DataFrame
+        The operational rows with ``control``, ``control_seed`` and ``expected`` (True / False / None).
+    """
+    space = set_space(stimuli)
+    chosen = list(controls) if controls is not None else list(CONTROLS)
+    bad = [c for c in chosen if c not in CONTROLS]
+    if bad:
+        raise ConfigError(f"unknown control {bad[0]!r}; use any of {', '.join(CONTROLS)}")
+    if not list(seeds):
+        raise ConfigError("give at least one control seed")
+    omit = omitted_factor(space)
+    runs = [(c, s) for c in _controls(space) if c.name in chosen for s in (seeds if c.seeded else [seeds[0]])]
+    tables = []
+    for c, s in track(runs, len(runs), "controls", progress):
+        model = c.build(space, stimuli.sr, s)
+        op = operational_ontology(model, stimuli, pairs=pairs, sites=c.sites, families=c.families,
+                                  n_steer=n_steer, das_steps=das_steps,
+                                  thresholds=thresholds, seed=seed + s, random_directions=c.name == "controller",
+                                  progress=False)
+        t = pd.concat([op.table, _random_subspaces(op.table, op.thresholds)], ignore_index=True)
+        t = t.assign(control=c.name, control_seed=s)
+        t["expected"] = [control_truth(c.name, r.factor, r.family, r.variant, omitted=omit) for r in t.itertuples()]
+        tables.append(t)
+    return pd.concat(tables, ignore_index=True)
+
+
+def _random_subspaces(table: pd.DataFrame, thresholds: ICVThresholds) -> pd.DataFrame:
+    """The random subspaces beside each interchange and DAS row as negative cells (``variant = random``): the
+    mean IIA of random subspaces of the same rank as their efficacy, called ``icv`` when it reaches the IIA
+    threshold (a random subspace that did would be a false positive of the interchange itself)."""
+    t = table[table["family"].isin(["interchange", "das"]) & table["iia_random"].notna()]
+    if t.empty:
+        return t
+    out = t.assign(variant="random", efficacy=t["iia_random"], iia=t["iia_random"], iia_random=np.nan)
+    out["icv_score"] = np.nan
+    out["status"] = np.where(out["efficacy"] >= thresholds.iia, "icv", "entangled")
+    return out
+
+
+def control_rates(rows: pd.DataFrame, thresholds: ICVThresholds | None = None, *, min_sensitivity: float = 0.95,
+                  max_fpr: float = 0.05) -> pd.DataFrame:
+    """Sensitivity and false-positive rate of the ``icv`` status per family over the marked control rows.
+
+    Cells that could not be measured (no efficacy: too few pairs whose outputs differ, a factor undefined
+    everywhere) are left out.
+
+    With ``thresholds`` the rows are re-scored first (for an ROC over thresholds). Returns one row per family
+    with cells: ``family, positives, found, sensitivity, negatives, false_positives, fpr, passed``.
+    """
+    if rows.empty or "expected" not in rows:
+        raise ConfigError("no control rows to score; run the controls first")
+    t = rows if thresholds is None else rows.assign(status=icv_scores(rows, thresholds)["status"])
+    marked = t[t["expected"].notna() & t["efficacy"].notna()]  # a cell that could not be measured is no miss
+    out = []
+    for fam in FAMILIES:
+        g = marked[marked["family"] == fam]
+        if g.empty:
+            continue
+        exp = g["expected"].astype(bool)
+        icv = g["status"] == "icv"
+        pos, neg = int(exp.sum()), int((~exp).sum())
+        found, fp = int((icv & exp).sum()), int((icv & ~exp).sum())
+        sens = found / pos if pos else np.nan
+        fpr = fp / neg if neg else np.nan
+        ok = (not pos or sens >= min_sensitivity) and (not neg or fpr <= max_fpr)
+        out.append({"family": fam, "positives": pos, "found": found, "sensitivity": sens, "negatives": neg,
+                    "false_positives": fp, "fpr": fpr, "passed": bool(ok)})
+    return pd.DataFrame(out)
+
+
+def controls_passed(rates: pd.DataFrame) -> bool:
+    """True when every family with control cells passed."""
+    return bool(len(rates)) and bool(rates["passed"].all())
