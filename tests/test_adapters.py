@@ -107,6 +107,20 @@ def test_crepe_edit_moves_pitch(crepe_tiny):
     assert cents(ratio, 1.0).sub(1200).abs().max() < 1.0
 
 
+def test_crepe_declares_its_salience_as_a_place_axis_and_a_place_shift_moves_pitch_by_its_steps(crepe_tiny):
+    from ontoscope.probing.interventions import PlaceShift, place_axis, run_interventions
+
+    axis = place_axis(crepe_tiny.site("classifier"))
+    assert (axis.dim, axis.start, axis.stop, axis.cents_per_step) == ("channels", 0, 360, 20.0)
+    x = harmonic(220.0, 0.3)
+    with torch.no_grad():
+        sal = crepe_tiny.encode(x, "classifier")
+    out = run_interventions(crepe_tiny, sal, "classifier", [PlaceShift(k, axis) for k in (0, 5, -5)])
+    for k, y in zip((5, -5), out[1:], strict=True):
+        assert cents(y[0, 0, 5:-5] / out[0, 0, 0, 5:-5], 1.0).sub(20 * k).abs().max() < 1.0
+    assert place_axis(crepe_tiny.site("conv4")) is None
+
+
 def test_crepe_hop_option():
     model = load_model("crepe:tiny", hop=320)
     with torch.no_grad():

@@ -8,7 +8,7 @@ columns, ``[C, r]``) of a site such that the interchange intervention
 on counterfactual pairs (clips that differ in factor ``i`` alone) makes the model
 produce what it produces for the source clip, which *is* the counterfactual:
 the base with factor ``i`` set to the source's value. ``B`` is a semi-orthogonal
-matrix kept on the Stiefel manifold by ``torch.nn.utils.parametrizations.orthogonal``
+matrix kept on the Stiefel manifold as the QR factor of an unconstrained ``[C, r]`` matrix
 and fitted by Adam on the counterfactual loss between ``resume(a')`` and
 ``resume(a_source)``.
 
@@ -55,7 +55,6 @@ import pandas as pd
 import scipy.linalg
 import torch
 from torch import nn
-from torch.nn.utils.parametrizations import orthogonal
 
 from ontoscope.errors import ConfigError
 from ontoscope.models.protocol import AudioModel
@@ -122,13 +121,18 @@ class Alignment:
 
 
 class _Subspace(nn.Module):
-    def __init__(self, channels: int, rank: int) -> None:
+    """A rank-``r`` subspace of ``C`` channels: an unconstrained ``[C, r]`` matrix whose QR factor is the
+    orthonormal basis (a retraction onto the Stiefel manifold that costs ``O(C r²)``, so that a site of tens of
+    thousands of channels costs what its rank does, not a ``C × C`` orthogonal matrix)."""
+
+    def __init__(self, start: torch.Tensor) -> None:
         super().__init__()
-        self.lin = orthogonal(nn.Linear(rank, channels, bias=False))  # weight [C, r], orthonormal columns
+        self.weight = nn.Parameter(start.clone())
 
     @property
     def basis(self) -> torch.Tensor:
-        return self.lin.weight
+        q, r = torch.linalg.qr(self.weight)
+        return q * torch.sign(torch.diagonal(r)).unsqueeze(0)  # the sign convention that keeps q = start at 0
 
 
 def _encode_pairs(model: AudioModel, pairs: StimulusSet, site: str, factor: str, chunk: int,
@@ -242,13 +246,7 @@ def fit_subspace(
         rand = torch.randn(c, rank, generator=gen, dtype=torch.float64).numpy()
         v = np.asarray(init, dtype=np.float64).reshape(c, -1) if k == 0 and init is not None else np.zeros((c, 0))
         q = torch.as_tensor(orthonormal_basis(np.concatenate([v, rand], 1))[:, :rank], device=a_b.device)
-        # the parametrization completes q to a square orthogonal matrix with the global generator: seed it,
-        # inside a fork so that the caller's random state is left as it was
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed * 1000 + k)
-            sub = _Subspace(c, rank).to(a_b.device, torch.float64)
-            sub.lin.weight = q
-        return sub
+        return _Subspace(q.to(torch.float64))
 
     def run(sub: _Subspace, opt: torch.optim.Optimizer, n_steps: int, history: list[float]) -> None:
         for _ in range(n_steps):

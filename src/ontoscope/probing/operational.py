@@ -111,6 +111,8 @@ STEERING = ("additive", "gain", "time_warp", "place_shift", "modulation")
 MIN_PAIR_CHANGE = 0.05
 #: Random subspaces whose mean IIA is the baseline of an interchange or DAS row.
 RANDOM_SUBSPACES = 3
+#: A factor is read from a non-audio output only where a ridge probe of the output reaches this R².
+MIN_READOUT_R2 = 0.2
 
 
 @dataclass
@@ -242,14 +244,16 @@ def modulation_direction(acts: torch.Tensor, rates: np.ndarray, weights: np.ndar
         return None
     win = torch.hann_window(t, periodic=False, dtype=torch.float64)
     tt = torch.arange(t, dtype=torch.float64) / frame_rate
-    m = torch.zeros(a.shape[1], a.shape[1], dtype=torch.float64)
+    cols = []
     for b in np.flatnonzero(ok):
         phasor = torch.exp(-2j * math.pi * float(rates[b]) * tt) * win
         dev = a[b] - a[b].mean(-1, keepdim=True)
-        amp = (dev.to(torch.complex128) * phasor).sum(-1) / win.sum()
-        m += float(weights[b]) * (torch.outer(amp.real, amp.real) + torch.outer(amp.imag, amp.imag))
-    vals, vecs = torch.linalg.eigh(m)
-    return vecs[:, -1].numpy() if vals[-1] > 0 else None
+        amp = (dev.to(torch.complex128) * phasor).sum(-1) / win.sum() * math.sqrt(float(weights[b]))
+        cols += [amp.real, amp.imag]
+    # Σ_b w_b Re(A_b A_bᴴ) = M Mᵀ with M = [√w_b Re A_b, √w_b Im A_b]: its top eigenvector is M's top left
+    # singular vector, found without forming the C x C matrix
+    u, s, _ = torch.linalg.svd(torch.stack(cols, 1), full_matrices=False)
+    return u[:, 0].numpy() if s[0] > 0 else None
 
 
 def _mid_rate(space: FactorSpace, rate: str) -> float:
@@ -620,7 +624,11 @@ def _plans(site: object, acts: torch.Tensor, fr: float, frame_norm: float, names
 
 def _make_readout(model: AudioModel, stimuli: StimulusSet, space: FactorSpace, train: np.ndarray, chunk: int,
                   seed: int) -> Callable[[torch.Tensor], pd.DataFrame]:
-    """Ridge probes from the model's time-averaged output to every factor, fitted on the training clips."""
+    """Ridge probes from the model's time-averaged output to every factor, fitted on the training clips.
+
+    A factor whose probe does not reach a cross-validated R² of ``MIN_READOUT_R2`` is not carried by the output
+    and reads NaN: a pitch tracker's output says nothing of loudness, and a probe that guesses it from the pitch
+    would make every pitch edit look like leakage."""
     first = model.sites()[0].name
     outs = []
     with torch.no_grad():
@@ -631,11 +639,13 @@ def _make_readout(model: AudioModel, stimuli: StimulusSet, space: FactorSpace, t
     fits = {}
     for j, name in enumerate(space.names):
         ok = train[np.isfinite(targets[train, j])]
-        fits[name] = ridge_cv(x[ok], targets[ok, j:j + 1], seed=seed)
+        fit = ridge_cv(x[ok], targets[ok, j:j + 1], seed=seed)
+        fits[name] = fit if float(fit.cv_r2[0]) >= MIN_READOUT_R2 else None
 
     def readout(y: torch.Tensor) -> pd.DataFrame:
         z = _pool_output(y)
-        return pd.DataFrame({n: space[n].denormalize(np.clip(f.predict(z)[:, 0], 0, 1)) for n, f in fits.items()})
+        return pd.DataFrame({n: space[n].denormalize(np.clip(f.predict(z)[:, 0], 0, 1)) if f is not None
+                             else np.full(len(z), np.nan) for n, f in fits.items()})
 
     return readout
 
@@ -700,8 +710,10 @@ def _iia(measured: np.ndarray, own_base: np.ndarray, own_source: np.ndarray, j: 
     score = np.clip(1 - np.abs(m[valid, j] - s[valid, j]) / np.abs(diff[valid]), 0, 1)
     moved = m[valid] - b[valid]
     own = float(np.mean(np.abs(moved[:, j])))
-    others = np.nanmean(np.abs(np.delete(moved, j, axis=1)), axis=0) if m.shape[1] > 1 else np.zeros(0)
-    leak = float(np.nansum(others))
+    rest = np.abs(np.delete(moved, j, axis=1))
+    ok = np.isfinite(rest)
+    # the mean change of every other factor over the pairs where it is defined (0 where it never is)
+    leak = float((np.where(ok, rest, 0).sum(0) / np.maximum(ok.sum(0), 1)).sum())
     return {**out, "iia": float(score.mean()), "efficacy": float(score.mean()),
             "specificity": own / (own + leak) if own + leak > 0 else np.nan,
             "consistency": float(np.mean(np.sign(moved[:, j]) == np.sign(diff[valid])))}

@@ -171,7 +171,9 @@ class CrepeModel(StagedModel):
             stages.append((site, _Block(c_in, c_out, kernel, stride, pad)))
             c_in = c_out
         head = Site("classifier", "BCT", PITCH_BINS, role="head", stride=hop, receptive_field=FRAME,
-                    notes={"units": "sigmoid salience of 360 pitch bins, 20 cents apart from 32.70 Hz"})
+                    notes={"units": "sigmoid salience of 360 pitch bins, 20 cents apart from 32.70 Hz",
+                           "place": {"dim": "channels", "start": 0, "stop": PITCH_BINS,
+                                     "cents_per_step": CENTS_PER_BIN}})
         stages.append((head, _Classifier(length * c_in)))
         super().__init__(stages)
         self.capacity = capacity

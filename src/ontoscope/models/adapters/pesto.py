@@ -267,7 +267,8 @@ class PestoModel(StagedModel):
                                 notes=note(rf_f)), _FrameNet(layer)))
         n_out = int(enc["output_dim"])
         head = Site("output", "BCT", n_out, role="head", stride=hop, receptive_field=rf_t,
-                    notes={"units": f"softmax over {n_out} pitch bins, {bps} per semitone"})
+                    notes={"units": f"softmax over {n_out} pitch bins, {bps} per semitone",
+                           "place": {"dim": "channels", "start": 0, "stop": n_out, "cents_per_step": 100 / bps}})
         stages.append((head, _FrameNet(_Toeplitz(n_in * chans[-1], n_out))))
         super().__init__(stages)
         self.cqt = cqt
