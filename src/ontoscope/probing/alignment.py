@@ -149,21 +149,9 @@ def _encode_pairs(model: AudioModel, pairs: StimulusSet, site: str, factor: str,
     return torch.cat(a_b), torch.cat(a_s), torch.cat(target), ab.shape[1:]
 
 
-def fit_alignment(
-    model: AudioModel,
-    pairs: StimulusSet,
-    site: str,
-    factor: str,
-    rank: int = 1,
-    init: np.ndarray | None = None,
-    restarts: int = 3,
-    steps: int = 120,
-    lr: float = 0.03,
-    batch: int = 32,
-    chunk: int = 32,
-    seed: int = 0,
-) -> Alignment:
-    """Fit the rank-``rank`` DAS subspace of ``factor`` at ``site`` on the pairs over ``factor``.
+def fit_alignment(model: AudioModel, pairs: StimulusSet, site: str, factor: str, *, chunk: int = 32,
+                  **fit: object) -> Alignment:
+    """Fit the DAS subspace of ``factor`` at ``site`` on the pairs over ``factor``.
 
     Parameters
     ----------
@@ -172,16 +160,16 @@ def fit_alignment(
     pairs : StimulusSet
         Counterfactual pairs (``ontoscope stimuli --pairs``) at the model's sample rate.
     site, factor : str
-    rank, init, restarts, steps, lr, batch, seed
-        See :func:`fit_subspace`.
     chunk : int
         Pairs per encoding pass.
+    **fit
+        ``rank``, ``init``, ``restarts``, ``steps``, ``lr``, ``batch``, ``seed`` of :func:`fit_subspace`.
     """
     check_pairs(pairs, model)
     t0 = time.perf_counter()
     a_b, a_s, target, shape = _encode_pairs(model, pairs, site, factor, chunk)
     al = fit_subspace(model, site, a_b.reshape(a_b.shape[0], *shape), a_s.reshape(a_s.shape[0], *shape), target,
-                      rank=rank, init=init, restarts=restarts, steps=steps, lr=lr, batch=batch, seed=seed)
+                      **fit)
     al.factor = factor
     al.seconds = time.perf_counter() - t0
     return al
