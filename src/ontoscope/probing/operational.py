@@ -494,7 +494,7 @@ def _operational(model: AudioModel, stimuli: StimulusSet, cap: Capture, pairs: S
         for p in plans:
             if p.family == "additive" and p.variant == "pattern":
                 vectors[(site, p.factors[0])] = np.asarray(p.build(1.0).vector, dtype=np.float64)
-        # every dose of every plan of the site through one runner; a modulation is imposed on the held-out clips
+        # every dose of every plan of the site through one runner; a modulation is imposed on the clips of the set
         # where its factor is weakest (its own base clips)
         values = _run_plans(model, acts, site, [p for p in plans if p.family != "modulation"], measure_norm, chunk)
         for name in {p.factors[0] for p in plans if p.family == "modulation"}:
