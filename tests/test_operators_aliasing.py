@@ -126,3 +126,23 @@ def test_front_end_window_alias_grows_with_the_hop():
         fr[hop] = layer_aliasing(nn.ModuleDict({"fe": m}))["alias_fraction"].iloc[0]
         assert fr[hop] == pytest.approx(alias_fraction_exact(wins[0], hop), abs=1e-4)
     assert fr[64] < fr[128] < fr[256] < fr[512] and fr[128] < 1e-2 and fr[512] > 0.1
+
+
+def test_2d_alias_fraction_is_the_exact_band_integral():
+    # a delta filter keeps (1/s1)(1/s2) of a white input's energy in band; a random one against a fine DFT grid
+    delta = nn.Conv2d(1, 1, 1, stride=(2, 4), bias=False)
+    with torch.no_grad():
+        delta.weight.fill_(1.0)
+    frac = layer_aliasing(nn.Sequential(delta))["alias_fraction"].iloc[0]
+    assert frac == pytest.approx(1 - 1 / 8, abs=1e-12)
+    torch.manual_seed(0)
+    conv = nn.Conv2d(2, 3, (5, 3), stride=(2, 3), dilation=(2, 1), bias=False)
+    got = layer_aliasing(nn.Sequential(conv))["alias_fraction"].to_numpy()
+    n = 2048
+    taps = torch.zeros(3, 2, n, n, dtype=torch.float64)
+    taps[..., :9:2, :3] = conv.weight.detach().double()
+    p = (torch.fft.fft2(taps).abs() ** 2).sum(1).numpy()
+    f1, f2 = np.abs(np.fft.fftfreq(n))[:, None], np.abs(np.fft.fftfreq(n))[None, :]
+    inside = (f1 < 0.25) & (f2 < 0.5 / 3)
+    ref = p[:, ~inside].sum(-1) / p.sum((1, 2))
+    np.testing.assert_allclose(got, ref, atol=2e-3)

@@ -9,7 +9,7 @@ from torch.func import jvp
 from ontoscope.models.family import build
 from ontoscope.models.spec import parse_spec
 from ontoscope.operators import audio_tangents, feature_jacobians, jacobian_stats, principal_angles, stimulus_batch
-from ontoscope.operators.jacobians import _basis
+from ontoscope.operators.jacobians import _bases
 
 SMALL = dict(family="conv_ae", strides=[2, 4], width=4, bottleneck=8)
 
@@ -128,9 +128,12 @@ def test_principal_angles_and_basis_against_scipy():
     a, b = rng.normal(size=(20, 3)), rng.normal(size=(20, 2))
     np.testing.assert_allclose(principal_angles(a, b), np.sort(scipy.linalg.subspace_angles(a, b)), atol=1e-10)
     for shape in ((10, 200), (200, 10)):
-        m = rng.normal(size=shape) * np.linspace(3, 0.1, shape[1])[None]
-        q = _basis(m, 0.9, 4)
-        u = np.linalg.svd(m, full_matrices=False)[0][:, : q.shape[1]]
+        ms = np.stack([rng.normal(size=shape) * np.linspace(3, 0.1, shape[1])[None] for _ in range(3)])
+        ms[1] = 0.0  # a zero column has no subspace
+        qs = _bases(torch.from_numpy(ms), np.array([True, True, False]), 0.9, 4)
+        assert qs[1] is None and qs[2] is None  # zero, and not alive
+        q = qs[0]
+        u = np.linalg.svd(ms[0], full_matrices=False)[0][:, : q.shape[1]]
         assert np.degrees(principal_angles(q, u)).max() < 1e-5
         np.testing.assert_allclose(q.T @ q, np.eye(q.shape[1]), atol=1e-10)
 
@@ -158,3 +161,69 @@ def test_recurrent_model_runs_in_forward_mode_and_restores_onednn(batch):
         fd = (model.encode(batch.render(batch.values + h * t), "lstm")
               - model.encode(batch.render(batch.values - h * t), "lstm")) / (2 * h)
     assert _rel(jac["lstm"][1][None], fd[None])[0] < 1e-2
+
+
+class _NoForwardMode(torch.autograd.Function):
+    """tanh with a backward but no forward-mode rule: forward mode through it raises."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        (y,) = ctx.saved_tensors
+        return g * (1 - y * y)
+
+
+class _Head(torch.nn.Module):
+    """One head of self-attention over frames, torch's tanh, or a tanh without forward mode."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.kind = kind
+
+    def forward(self, h):
+        if self.kind == "opaque":
+            return _NoForwardMode.apply(h)
+        if self.kind == "tanh":
+            return torch.tanh(h)
+        t = h.transpose(1, 2)[:, None]  # [B, 1 head, T, C]
+        return torch.nn.functional.scaled_dot_product_attention(t, t, t)[:, 0].transpose(1, 2)
+
+
+def _two_stage(kind: str):
+    from ontoscope.models import wrap
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential()
+    net.add_module("conv", torch.nn.Conv1d(1, 8, 16, stride=8))
+    net.add_module("head", _Head(kind))
+    return wrap(net, {"conv": "conv", "head": "head"}, 16000, preprocess=lambda a: a.unsqueeze(1))
+
+
+def test_attention_runs_in_forward_mode_when_short_and_by_differences_when_long(batch, monkeypatch):
+    from ontoscope.operators import _common
+
+    model = _two_stage("attention")
+    monkeypatch.setattr(_common, "MAX_WRITTEN_ATTENTION", 400 * 400)
+    jac, _, used = feature_jacobians(model, batch, ["conv", "head"])
+    assert used == "jvp+vmap"  # 399 frames: the attention is written out
+    monkeypatch.setattr(_common, "MAX_WRITTEN_ATTENTION", 398 * 398)
+    jfd, _, used_fd = feature_jacobians(model, batch, ["conv", "head"])
+    assert used_fd == "jvp+fd"  # too long to write out: forward differences of the model
+    err = _rel(jfd["head"][[1, 2]].flatten(0, 1), jac["head"][[1, 2]].flatten(0, 1))  # loudness, brightness
+    assert err.max() < 3e-2, err
+
+
+def test_an_op_without_forward_mode_falls_back_to_forward_differences(batch):
+    opaque, plain = _two_stage("opaque"), _two_stage("tanh")
+    jac, acts, used = feature_jacobians(opaque, batch, ["conv", "head"], fd_batch=5)
+    assert used == "jvp+fd" and jac["head"].shape == (len(batch.names), *acts["head"].shape)
+    ref, ref_acts, ref_used = feature_jacobians(plain, batch, ["conv", "head"])
+    assert ref_used == "jvp+vmap"
+    torch.testing.assert_close(acts["head"], ref_acts["head"])
+    err = _rel(jac["head"][[0, 1, 2]].flatten(0, 1), ref["head"][[0, 1, 2]].flatten(0, 1))  # f0, loudness, brightness
+    assert err.max() < 3e-2, err

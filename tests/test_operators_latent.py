@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 import torch
 
+from ontoscope.errors import ConfigError
 from ontoscope.models.family import build
 from ontoscope.models.spec import parse_spec
 from ontoscope.operators import STATUSES, LatentOntology, Thresholds, analyze, feature_jacobians, stimulus_batch
+from ontoscope.operators.latent import COSINE_MARGIN
 from test_operators_geometry import conv_ae_rf
 
 BIN = Path(sys.executable).parent / "ontoscope"
@@ -94,8 +96,9 @@ def small():
     model = build(spec, 0).eval()
     with torch.no_grad():  # a stand-in for trained weights: the given weights differ from any initialisation
         model.stages[0][0].weight.mul_(3.0)
-    onto = analyze(model, factors=["f0", "loudness", "tremolo_rate", "tremolo_depth"], seeds=5, n_stimuli=2,
-                   seconds=0.2, max_partials=8, sweep_points=24, spectra_freqs=4, progress=False)
+    onto = analyze(model, factors=["f0", "loudness", "tremolo_rate", "tremolo_depth"], seeds=5, min_seeds=5,
+                   n_stimuli=2, seconds=0.2, max_partials=8, sweep_points=24, spectra_freqs=4, sweep="all",
+                   progress=False)
     return spec, model, onto
 
 
@@ -128,6 +131,63 @@ def test_jacobians_at_five_initialisations_and_the_given_weights(small):
     given = jf[(jf["weights"] == "given") & (jf["site"] == "bottleneck")]["sensitivity"].to_numpy()
     init0 = jf[(jf["weights"] == "init") & (jf["seed"] == 0) & (jf["site"] == "bottleneck")]["sensitivity"].to_numpy()
     assert not np.allclose(given, init0)
+
+
+FOUR = ["f0", "loudness", "tremolo_rate", "tremolo_depth"]
+
+
+def test_initialisations_run_while_a_decision_is_near_its_threshold():
+    spec = parse_spec(dict(family="conv_ae", strides=[2, 4], width=4, bottleneck=4))
+    model = build(spec, 0).eval()  # the given weights are initialisation 0: its Jacobians are reused
+    kw = dict(factors=FOUR, seeds=4, n_stimuli=2, seconds=0.2, max_partials=8, sweep_points=8, spectra_freqs=4,
+              empirical=False, progress=False)
+    far = analyze(model, thresholds=Thresholds(cosine_threshold=2.0, invariance_threshold=1e-12), **kw)
+    jf = far.jacobian_factors
+    assert far.meta["seeds_run"] == 1 and sorted(jf["weights"].unique()) == ["given", "init"]
+    init0 = jf[jf["weights"] == "init"]
+    assert init0["method"].str.contains("given weights").all()
+    np.testing.assert_array_equal(init0["sensitivity"].to_numpy(), jf[jf["weights"] == "given"]["sensitivity"])
+    # a threshold placed on the first initialisation's |cos| at the first site: more initialisations run,
+    # through the last site with a |cos| that near it (the sites after it are already decided)
+    first = float(init0[init0["site"] == "encoder.block0"]["max_abs_cos"].min())
+    near = analyze(model, thresholds=Thresholds(cosine_threshold=first, invariance_threshold=1e-12), **kw)
+    jn = near.jacobian_factors
+    assert near.meta["seeds_run"] == 4
+    later = jn[(jn["weights"] == "init") & (jn["seed"] > 0)]
+    sites = [s.name for s in model.sites()]
+    close = init0[(init0["max_abs_cos"] - first).abs() < COSINE_MARGIN]["site"]
+    upto = max(sites.index(s) for s in close)
+    assert upto < len(sites) - 1 and set(later[later["seed"] == 1]["site"]) == set(sites[: upto + 1])
+    # the first round is the same either way, and a later one is the family's own initialisation
+    batch = stimulus_batch(FOUR, 2, 16000, seconds=0.2, seed=0, max_partials=8)
+    jac, _, _ = feature_jacobians(build(spec, 2).eval(), batch, ["encoder.block0"])
+    sens = torch.sqrt((jac["encoder.block0"].double().flatten(2).norm(dim=-1) ** 2).mean(1)
+                      / jac["encoder.block0"].shape[-1])
+    two = later[(later["seed"] == 2) & (later["site"] == "encoder.block0")]
+    np.testing.assert_allclose(two["sensitivity"].to_numpy(), sens.numpy(), rtol=1e-5)
+
+
+def test_the_needed_sweep_decides_as_the_full_one():
+    # the stride-2 site is below the alias threshold: it needs the sweep; the stride-8 ones and after do not
+    spec = parse_spec(dict(family="conv_ae", strides=[2, 4, 4], width=4, bottleneck=4))
+    model = build(spec, 0).eval()
+    kw = dict(factors=["f0", "brightness", "loudness"], seeds=1, n_stimuli=2, seconds=0.2, max_partials=8,
+              sweep_points=24, spectra_freqs=4, empirical=False, progress=False)
+    full = analyze(model, sweep="all", **kw)
+    lazy = analyze(model, sweep="needed", **kw)
+    sites = [s.name for s in model.sites()]
+    swept = lazy.meta["swept_sites"]
+    assert 0 < len(swept) < len(sites) and swept == sites[: len(swept)]
+    assert set(lazy.responses["site"]) == set(swept)
+    pd.testing.assert_series_equal(lazy.factors["status"], full.factors["status"])
+    # every site left out is decided without it: its cumulative alias fraction is above the threshold
+    rest = lazy.sites[~lazy.sites["site"].isin(swept)]
+    assert (rest["alias_cumulative"] > Thresholds().alias_threshold).all() and rest["collapse_fraction"].isna().all()
+    # where both ran, the numbers agree (a site's sketch does not depend on the other sites swept)
+    both = full.sites.set_index("site").loc[swept, "collapse_fraction"]
+    np.testing.assert_allclose(lazy.sites.set_index("site").loc[swept, "collapse_fraction"], both)
+    with pytest.raises(ConfigError, match="unknown sweep"):
+        analyze(model, sweep="some", **kw)
 
 
 def test_save_load_figures_and_json(small, tmp_path):

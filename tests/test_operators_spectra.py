@@ -83,3 +83,22 @@ def test_orthogonal_haar_analysis_bank_has_unit_singular_values():
     h = np.sqrt(0.5)
     w = torch.tensor([[[h, h]], [[h, -h]]], dtype=torch.float64)
     np.testing.assert_allclose(conv_singular_values(w, 32, 2).numpy(), 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape, n, stride, dilation, groups", CASES)
+def test_gram_method_equals_the_svd(shape, n, stride, dilation, groups):
+    # the Gram route (per frequency, or through the lag matrices of a 1-D symbol) against LAPACK's SVD
+    w = torch.randn(*shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    ref = conv_singular_values(w, n, stride, dilation, groups, method="svd")
+    got = conv_singular_values(w, n, stride, dilation, groups, method="gram")
+    assert got.shape == ref.shape
+    np.testing.assert_allclose(got.numpy(), ref.numpy(), atol=1e-7 * float(ref.max()))
+
+
+def test_wide_strided_layer_by_the_gram_route_matches_the_explicit_operator():
+    # a layer past the "auto" switch (more than 64 rows): Gram eigenvalues, every frequency but the conjugates
+    w = torch.randn(72, 40, 8, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    got = _sorted(conv_singular_values(w, 16, 4))
+    np.testing.assert_allclose(got, _explicit(conv_matrix(w, 16, 4)), atol=1e-8 * got[0])
+    with pytest.raises(Exception, match="unknown method"):
+        conv_singular_values(w, 16, 4, method="qr")

@@ -168,6 +168,10 @@ def analyze(
     no_jacobians: bool = typer.Option(False, "--no-jacobians", help="Skip the feature Jacobians."),
     no_figures: bool = typer.Option(False, "--no-figures", help="Write tables only."),
     seed: int = typer.Option(0, "--seed", help="Seed of random weights, stimuli and sines."),
+    quick: bool = typer.Option(False, "--quick", help="A first look: one initialisation, two stimuli, 48 sweep "
+                               "frequencies, no gradient check (said in the output)."),
+    sweep: str = typer.Option("needed", "--sweep", help="Sites swept with sines: needed (those a status can "
+                              "depend on) or all."),
 ) -> None:
     """Latent ontology: what a model's operators allow at every site, with the numbers and reasons."""
     from ontoscope.operators.cli import analyze_command
@@ -177,7 +181,7 @@ def analyze(
         raise ConfigError("--sites is empty; give comma-separated site names, e.g. bottleneck,encoder.block0")
     analyze_command(model_ref, out_dir, fmt=fmt, seeds=seeds, factors=_names(factors), sites=site_list,
                     n_stimuli=n_stimuli, seconds=seconds, sweep_points=sweep_points, jacobians=not no_jacobians,
-                    figures=not no_figures, seed=seed, console=out)
+                    figures=not no_figures, seed=seed, quick=quick, sweep=sweep, console=out)
 
 
 @app.command()

@@ -8,6 +8,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
@@ -24,11 +25,37 @@ def site_names(model: AudioModel, sites: Sequence[str] | None) -> list[str]:
     return [all_sites[i].name for i in idx]
 
 
+def _attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, attn_mask: torch.Tensor | None = None,
+               dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
+               enable_gqa: bool = False) -> torch.Tensor:
+    """Scaled dot-product attention written out (Vaswani et al. 2017): ``softmax(q k^T s + mask) v``."""
+    if enable_gqa and key.shape[-3] != query.shape[-3]:
+        rep = query.shape[-3] // key.shape[-3]
+        key, value = key.repeat_interleave(rep, -3), value.repeat_interleave(rep, -3)
+    s = query.shape[-1] ** -0.5 if scale is None else scale
+    w = query @ key.transpose(-2, -1) * s
+    if is_causal:
+        keep = torch.ones(w.shape[-2], w.shape[-1], dtype=torch.bool, device=w.device).tril()
+        w = w.masked_fill(~keep, float("-inf"))
+    if attn_mask is not None:
+        w = w.masked_fill(~attn_mask, float("-inf")) if attn_mask.dtype == torch.bool else w + attn_mask
+    return w.softmax(-1) @ value
+
+
+#: Query x key lengths up to which attention is written out for forward mode (see :class:`_ForwardADPatches`).
+MAX_WRITTEN_ATTENTION = 256 * 256
+
+
 class _ForwardADPatches(TorchFunctionMode):
     """Replace ops that lack forward-mode AD in torch by equal formulas that have it.
 
     ``torch.cdist`` (p = 2), used by vector quantizers to pick the nearest code, becomes
-    ``sqrt(max(|a|^2 + |b|^2 - 2 a b^T, 0))``.
+    ``sqrt(max(|a|^2 + |b|^2 - 2 a b^T, 0))``; ``scaled_dot_product_attention`` without dropout
+    (its fused CPU kernels have no forward mode) becomes the written-out softmax attention, up to
+    ``MAX_WRITTEN_ATTENTION`` query x key positions: beyond that (AST's 1214 patches, Whisper's 1500
+    frames) the attention matrices of every tangent cost more memory traffic than one more pass of
+    the fused kernel per factor, so forward mode is refused (``NotImplementedError``) and the
+    Jacobians fall back to differences of the model.
     """
 
     def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
@@ -37,6 +64,14 @@ class _ForwardADPatches(TorchFunctionMode):
             a, b = args[0], args[1]
             d2 = (a * a).sum(-1, keepdim=True) + (b * b).sum(-1).unsqueeze(-2) - 2 * a @ b.transpose(-1, -2)
             return d2.clamp_min(0).sqrt()
+        if func is F.scaled_dot_product_attention and float(kwargs.get("dropout_p", args[4] if len(args) > 4
+                                                                       else 0.0)) == 0.0:
+            q = args[0] if args else kwargs["query"]
+            k = args[1] if len(args) > 1 else kwargs["key"]
+            if q.shape[-2] * k.shape[-2] > MAX_WRITTEN_ATTENTION:
+                raise NotImplementedError(f"forward mode through attention over {q.shape[-2]} x {k.shape[-2]} "
+                                          "positions is left to differences")
+            return _attention(*args, **kwargs)
         return func(*args, **kwargs)
 
 

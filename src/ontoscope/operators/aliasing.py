@@ -44,6 +44,7 @@ from torch import nn
 
 from ontoscope.models.layers import Blur1d, Downsample1d, ResUnit1d, SameConv1d, Upsample1d
 from ontoscope.models.protocol import AudioModel, StagedModel
+from ontoscope.operators.spectra import dense_weight
 
 __all__ = [
     "alias_fraction",
@@ -86,15 +87,28 @@ def band_energy_fraction(response: np.ndarray | torch.Tensor, stride: int, axis:
         return np.where(total > 0, (p * out).sum(-1) / total, np.nan)
 
 
+def _band_matrix(length: int, stride: int) -> torch.Tensor:
+    """``Q[t, t'] = 2 f_c sinc(2 f_c (t - t'))``, ``f_c = 1 / (2 stride)``: ``e^T Q e`` is the energy of the
+    ``length``-tap filter ``e`` inside ``|f| < f_c`` cycles per sample."""
+    fc = 0.5 / stride
+    t = torch.arange(length, dtype=torch.float64)
+    return 2 * fc * torch.sinc(2 * fc * (t[:, None] - t[None, :]))
+
+
 def alias_fraction(
     weight: torch.Tensor,
     stride: int,
     dilation: int = 1,
     groups: int = 1,
     pre_filter: torch.Tensor | None = None,
-    n_grid: int = 4096,
 ) -> np.ndarray:
     """Per output channel, the fraction of the filter's energy outside the post-decimation band.
+
+    The energy of a real FIR filter ``e`` inside ``|f| < f_c = 1 / (2 s)`` is the quadratic form
+    ``e^T Q e`` with ``Q[t, t'] = 2 f_c sinc(2 f_c (t - t'))``, and its total energy is ``e^T e``
+    (Parseval): exact integrals, at a cost of ``c_out * c_in * L^2`` for filters ``L`` taps long.
+    ``e`` is each input's filter with its taps ``dilation`` apart, after the ``pre_filter`` (a linear
+    convolution).
 
     Parameters
     ----------
@@ -105,10 +119,6 @@ def alias_fraction(
     dilation, groups : int
     pre_filter : Tensor, optional
         A low-pass before the conv: ``[k_b]`` (same for every input) or ``[c_in, k_b]`` (depthwise).
-    n_grid : int
-        DFT points on the whole circle (the fine frequency grid; its half ``0 ... 1/2`` is evaluated,
-        the filters being real); raised to at least 64 points in the kept band and 4 per tap span, and
-        to a multiple of ``2 stride`` so that the band edge is a grid point (weighted 1/2).
 
     Returns
     -------
@@ -118,35 +128,29 @@ def alias_fraction(
     c_out, cpg, k = w.shape
     c_in = cpg * groups
     span = dilation * (k - 1) + 1
-    kb = pre_filter.shape[-1] if pre_filter is not None else 1
-    n_grid = int(max(n_grid, 128 * stride, 4 * (span + kb)))
-    n_grid = -(-n_grid // (2 * stride)) * 2 * stride  # the band edge on the grid
-    f = np.fft.rfftfreq(n_grid)
-    wgt = np.full(f.size, 2.0)
-    wgt[0] = wgt[-1] = 1.0
-    outside = torch.from_numpy(wgt * _outside(f, stride))
-    every = torch.from_numpy(wgt)
-    bh = None
+    b = None
     if pre_filter is not None:
         b = pre_filter.detach().to(torch.float64).cpu()
         b = b.expand(c_in, -1) if b.ndim == 1 else b
-        bh = torch.fft.rfft(b, n=n_grid, dim=-1)  # [c_in, F]
+    length = span + (b.shape[-1] - 1 if b is not None else 0)
+    q = _band_matrix(length, stride)
     per_out = max(c_out // groups, 1)
-    chunk = max(1, int(4_000_000 // max(cpg * f.size, 1)))
+    chunk = max(1, int(4_000_000 // max(cpg * length, 1)))
     out = np.empty(c_out)
     for start in range(0, c_out, chunk):
         stop = min(start + chunk, c_out)
-        taps = w.new_zeros(stop - start, cpg, n_grid)
-        taps[..., : span: dilation] = w[start:stop]
-        h = torch.fft.rfft(taps, dim=-1)  # [o, c_in/g, F]
-        if bh is not None:
+        taps = w.new_zeros(stop - start, cpg, span)
+        taps[..., ::dilation] = w[start:stop]
+        if b is not None:
             grp = torch.arange(start, stop) // per_out
             idx = grp[:, None] * cpg + torch.arange(cpg)[None]  # the input channel of each (o, j)
-            h = h * bh[idx]
-        p = (h.real ** 2 + h.imag ** 2).sum(1)  # [o, F]
-        total = p @ every
+            n = length
+            taps = torch.fft.irfft(torch.fft.rfft(taps, n=n) * torch.fft.rfft(b[idx], n=n), n=n)
+        total = taps.pow(2).sum((1, 2))
+        inband = ((taps @ q) * taps).sum((1, 2))
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[start:stop] = np.where(total > 0, (p @ outside / total).numpy(), np.nan)
+            out[start:stop] = np.where(total > 0, (1 - inband / total.clamp_min(1e-300)).clamp(0, 1).numpy(),
+                                       np.nan)
     return out
 
 
@@ -232,7 +236,7 @@ def decimating_layers(module: nn.Module) -> list[tuple[str, nn.Module, Blur1d | 
 
 def layer_aliasing(
     module: nn.Module,
-    n_grid: int = 4096,
+    n_grid: int = 256,
     model_name: str = "",
     layer_sites: dict[str, str] | None = None,
     layer_axes: dict[str, str] | None = None,
@@ -245,7 +249,7 @@ def layer_aliasing(
     decimating layers), ``kind`` (conv, avgpool, maxpool, frontend: see :func:`front_end_windows`),
     ``axis`` (time / inner, from ``layer_axes``), ``stride``, ``kernel``, ``blur`` (a ``Blur1d``
     precedes it), ``channel``, ``alias_fraction``. 2-D layers: the band is ``|f_1| < 1/(2 s_1)``
-    and ``|f_2| < 1/(2 s_2)``.
+    and ``|f_2| < 1/(2 s_2)`` (a 2-D average pool's box integrated on an ``n_grid`` x ``n_grid`` DFT grid).
     """
     rows = []
     for depth, (name, m, blur) in enumerate(decimating_layers(module)):
@@ -255,17 +259,17 @@ def layer_aliasing(
         if fe is not None:
             s, wins = fe
             k = max(w.size for w in wins)
-            frac = np.array([alias_fraction(torch.from_numpy(w)[None, None], s, n_grid=n_grid)[0] for w in wins])
+            frac = np.array([alias_fraction(torch.from_numpy(w)[None, None], s)[0] for w in wins])
             kind = "frontend"
         elif isinstance(m, nn.Conv1d):
             s, k = int(m.stride[0]), int(m.kernel_size[0])
             frac = alias_fraction(m.weight, s, int(m.dilation[0]), int(m.groups),
-                                  blur.kernel[0, 0] if blur is not None else None, n_grid)
+                                  blur.kernel[0, 0] if blur is not None else None)
             kind = "conv"
         elif isinstance(m, nn.Conv2d):
             s = int(np.prod(m.stride))
             k = int(np.prod(m.kernel_size))
-            frac = _alias_2d(m, n_grid=256)
+            frac = _alias_2d(m)
             kind = "conv"
         else:
             ks = m.kernel_size if isinstance(m.kernel_size, int) else int(np.prod(m.kernel_size))
@@ -273,11 +277,11 @@ def layer_aliasing(
             s = st if isinstance(st, int) else int(np.prod(st))
             k = ks
             if isinstance(m, nn.AvgPool1d):
-                frac = alias_fraction(_box(k)[None, None], s, n_grid=n_grid)
+                frac = alias_fraction(_box(k)[None, None], s)
                 kind = "avgpool"
             elif isinstance(m, nn.AvgPool2d):
                 kind = "avgpool"
-                frac = np.array([_alias_box_2d(m)])
+                frac = np.array([_alias_box_2d(m, n_grid=n_grid)])
             else:
                 kind = "maxpool"
                 frac = np.array([np.nan])
@@ -290,22 +294,19 @@ def layer_aliasing(
     return pd.DataFrame(rows, columns=cols)
 
 
-def _alias_2d(m: nn.Conv2d, n_grid: int = 256) -> np.ndarray:
-    w = m.weight.detach().to(torch.float64).cpu()
-    from ontoscope.operators.spectra import dense_weight
-
-    w = dense_weight(w, m.groups)
-    k1, k2 = m.kernel_size
-    d1, d2 = m.dilation
-    s1, s2 = m.stride
-    n1, n2 = max(n_grid, 4 * (d1 * (k1 - 1) + 1)), max(n_grid, 4 * (d2 * (k2 - 1) + 1))
-    taps = w.new_zeros(*w.shape[:2], n1, n2)
-    taps[..., : d1 * (k1 - 1) + 1: d1, : d2 * (k2 - 1) + 1: d2] = w
-    p = (torch.fft.fft2(taps).abs() ** 2).sum(1).numpy()  # [c_out, n1, n2]
-    inside = (_freqs(n1)[:, None] < 0.5 / s1) & (_freqs(n2)[None, :] < 0.5 / s2)
-    total = p.sum((1, 2))
+def _alias_2d(m: nn.Conv2d) -> np.ndarray:
+    """Per output channel, the energy of a 2-D conv's filters outside ``|f_1| < 1/(2 s_1), |f_2| < 1/(2 s_2)``:
+    the separable quadratic form ``sum_i tr(Q_1 E_i Q_2 E_i^T)`` over inputs (exact, as :func:`alias_fraction`)."""
+    w = dense_weight(m.weight.detach().to(torch.float64).cpu(), m.groups)
+    (k1, k2), (d1, d2), (s1, s2) = m.kernel_size, m.dilation, m.stride
+    span1, span2 = d1 * (k1 - 1) + 1, d2 * (k2 - 1) + 1
+    taps = w.new_zeros(*w.shape[:2], span1, span2)
+    taps[..., ::d1, ::d2] = w
+    q1, q2 = _band_matrix(span1, s1), _band_matrix(span2, s2)
+    total = taps.pow(2).sum((1, 2, 3))
+    inband = ((q1 @ taps @ q2) * taps).sum((1, 2, 3))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(total > 0, p[:, ~inside].sum(-1) / total, np.nan)
+        return np.where(total > 0, (1 - inband / total.clamp_min(1e-300)).clamp(0, 1).numpy(), np.nan)
 
 
 def _alias_box_2d(m: nn.AvgPool2d, n_grid: int = 256) -> float:

@@ -17,7 +17,7 @@ from rich.table import Table
 from ontoscope.errors import ConfigError
 from ontoscope.operators.latent import LatentOntology, Thresholds, analyze
 
-__all__ = ["analyze_command", "print_table"]
+__all__ = ["analyze_command", "print_table", "quick_note"]
 
 _COLOURS = {"affords": "green", "capacity-limited": "yellow", "alias-limited": "red", "rate-limited": "magenta",
             "invariant": "bright_black"}
@@ -81,6 +81,8 @@ def analyze_command(
     figures: bool = True,
     seed: int = 0,
     thresholds: Thresholds | None = None,
+    quick: bool = False,
+    sweep: str = "needed",
     console: Console | None = None,
 ) -> LatentOntology:
     """Analyse ``model_ref``, write the tables and figures to ``out``, and print a summary.
@@ -103,6 +105,8 @@ def analyze_command(
     jacobians, figures : switch those parts off.
     seed : seed of weights (where random), stimuli and sines.
     thresholds : decision-rule parameters (default :class:`Thresholds`).
+    quick : a first look with :data:`~ontoscope.operators.latent.QUICK`'s settings (said in the output).
+    sweep : ``needed`` (the sites a status can depend on) or ``all``.
     console : where to print (default stdout).
 
     Raises
@@ -112,6 +116,8 @@ def analyze_command(
     """
     if fmt not in ("table", "json"):
         raise ConfigError(f"unknown --format {fmt!r}; use table or json")
+    if sweep not in ("needed", "all"):
+        raise ConfigError(f"unknown --sweep {sweep!r}; use needed (the sites a status depends on) or all")
     for label, value, low in (("--seeds", seeds, 0), ("--stimuli", n_stimuli, 1), ("--sweep-points", sweep_points, 4)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ConfigError(f"{label} must be an integer >= {low}, got {value!r}")
@@ -120,11 +126,21 @@ def analyze_command(
     console = console or Console(soft_wrap=True)
     onto = analyze(model_ref, factors=factors, seeds=seeds, sites=sites, ref=model_ref, n_stimuli=n_stimuli,
                    seconds=seconds, sweep_points=sweep_points, jacobians=jacobians, seed=seed,
-                   thresholds=thresholds or Thresholds())
+                   thresholds=thresholds or Thresholds(), quick=quick, sweep=sweep, progress=None)
     onto.save(out, figures=figures)
     if fmt == "json":
         console.out(json.dumps(onto.to_dict(), indent=2), highlight=False)
     else:
         print_table(onto, console)
+        if quick:
+            console.print(quick_note(onto))
         console.print(f"tables and figures -> {out}")
     return onto
+
+
+def quick_note(onto: LatentOntology) -> str:
+    """One line saying what a ``--quick`` analysis left out."""
+    m = onto.meta
+    return (f"quick look: {m['seeds_run']} initialisation, {m['n_stimuli']} Jacobian stimuli, {m['sweep_points']} "
+            "sweep frequencies, no gradient check of the receptive fields; run without --quick for the "
+            "full analysis")

@@ -45,8 +45,9 @@ frequencies that collapse; the grid's spacing sets the resolution asked for
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,6 +118,7 @@ def sine_sweep(
     seed: int = 0,
     n_bands: int | None = None,
     max_dims: int = 4096,
+    progress: Callable[[str], None] | None = None,
 ) -> SweepResult:
     """Run a batch of sines through the model and record every channel's response at each site.
 
@@ -142,7 +144,11 @@ def sine_sweep(
         Pool the per-channel magnitude spectrum over frames into this many bands (default: keep
         every DFT bin).
     max_dims : int
-        Feature vectors longer than this are count-sketched to this many dimensions.
+        Feature vectors longer than this are count-sketched to this many dimensions (the sketch of a
+        site is drawn from ``seed`` and the site's name alone, so it does not depend on which other
+        sites are swept).
+    progress : callable, optional
+        Called after each batch of sines with the highest frequency done.
 
     Returns
     -------
@@ -156,7 +162,6 @@ def sine_sweep(
     phase = np.random.default_rng(seed).uniform(0, 2 * math.pi, freqs.size)
     margins = margins or {}
     sketches: dict[str, tuple[torch.Tensor, torch.Tensor] | None] = {}
-    gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         base = encode_sites(model, torch.zeros(1, n), names)
         resp: dict[str, list[np.ndarray]] = {s: [] for s in names}
@@ -173,15 +178,23 @@ def sine_sweep(
                 resp[s].append(a.pow(2).mean((-1, -2)).sqrt().numpy())
                 v = _frame_spectrum(a, n_bands).reshape(a.shape[0], -1)
                 if s not in sketches:
-                    sketches[s] = None if v.shape[1] <= max_dims else (
-                        torch.randint(0, max_dims, (v.shape[1],), generator=gen),
-                        torch.randint(0, 2, (v.shape[1],), generator=gen).double() * 2 - 1)
+                    sketches[s] = None if v.shape[1] <= max_dims else _sketch(v.shape[1], max_dims, seed, s)
                 sk = sketches[s]
                 if sk is not None:
                     v = v.new_zeros(v.shape[0], max_dims).index_add_(1, sk[0], v * sk[1])
                 feats[s].append(v.numpy())
+            if progress is not None:
+                progress(f"{float(f[-1]):.0f} Hz")
     return SweepResult(freqs, {s: np.concatenate(v) for s, v in resp.items()},
                        {s: np.concatenate(v) for s, v in feats.items()})
+
+
+def _sketch(dims: int, width: int, seed: int, site: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """A count sketch ``dims -> width`` (bucket and sign per input dim) drawn from ``seed`` and ``site``."""
+    key = int.from_bytes(hashlib.blake2b(f"{seed}:{site}".encode(), digest_size=8).digest(), "little") >> 1
+    gen = torch.Generator().manual_seed(key)
+    return (torch.randint(0, width, (dims,), generator=gen),
+            torch.randint(0, 2, (dims,), generator=gen).double() * 2 - 1)
 
 
 def _frame_spectrum(a: torch.Tensor, n_bands: int | None) -> torch.Tensor:
@@ -191,10 +204,11 @@ def _frame_spectrum(a: torch.Tensor, n_bands: int | None) -> torch.Tensor:
     if t < 4:
         return a.pow(2).mean(-1, keepdim=True).sqrt()
     w = torch.hann_window(t, periodic=False, dtype=a.dtype)
-    p = torch.fft.rfft(a * w, dim=-1).abs().pow(2) / w.pow(2).sum()
-    k = p.shape[-1]
+    mag = torch.fft.rfft(a * w, dim=-1).abs() / w.pow(2).sum().sqrt()
     if n_bands is None:
-        return p.sqrt()
+        return mag
+    p = mag.pow(2)
+    k = p.shape[-1]
     edges = np.unique(np.linspace(0, k, min(n_bands, k) + 1).round().astype(int))
     bands = [p[..., lo:hi].mean(-1) for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
     return torch.stack(bands, -1).sqrt()

@@ -40,6 +40,7 @@ import contextlib
 import json
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -48,6 +49,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import nn
 
 from ontoscope.artifacts import ensure_dir, save_json, save_table, write_atomic
@@ -63,13 +66,19 @@ from ontoscope.operators.frequency_response import (
     sine_sweep,
     sweep_frequencies,
 )
-from ontoscope.operators.jacobians import feature_jacobians, jacobian_stats, stimulus_batch
+from ontoscope.operators.jacobians import (
+    JacobianResult,
+    audio_tangents,
+    feature_jacobians,
+    jacobian_stats,
+    stimulus_batch,
+)
 from ontoscope.operators.modulation_limits import modulation_limits
 from ontoscope.operators.receptive_field import site_geometry, traced_ops
 from ontoscope.operators.spectra import layer_spectra
 from ontoscope.stimuli.factors import FactorSpace
 
-__all__ = ["STATUSES", "LatentOntology", "Thresholds", "analyze"]
+__all__ = ["QUICK", "STATUSES", "LatentOntology", "Thresholds", "analyze"]
 
 #: Predicted statuses, in the order the rules are tried.
 STATUSES = ("rate-limited", "invariant", "alias-limited", "capacity-limited", "affords")
@@ -232,15 +241,43 @@ def _at_init(model: AudioModel, ref: str | None, seed: int,
 
 
 # ------------------------------------------------------------------ analysis
-def _progress(enabled: bool | None) -> Callable[[str], None]:
-    import sys
+class _Progress:
+    """Progress of :func:`analyze` on stderr: one bar per analysis, advanced per site, layer, batch or seed."""
 
-    from rich.console import Console
+    def __init__(self, enabled: bool | None) -> None:
+        if enabled is None:
+            enabled = sys.stderr.isatty()
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("{task.fields[item]}"), TimeElapsedColumn(),
+                            console=Console(stderr=True)) if enabled else None
 
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    console = Console(stderr=True)
-    return (lambda msg: console.log(msg)) if enabled else (lambda msg: None)
+    def __enter__(self) -> _Progress:
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            for task in self.bar.tasks:  # a bar of "up to" steps ends where its work ended
+                if task.completed < (task.total or 0):
+                    self.bar.update(task.id, total=task.completed)
+            self.bar.stop()
+
+    def step(self, description: str, total: int) -> Callable[[str], None]:
+        """A new bar of ``total`` steps; the returned function advances it by one, naming the item."""
+        bar = self.bar
+        if bar is None:
+            return lambda item="": None
+        task = bar.add_task(description, total=max(int(total), 1), item="")
+        return lambda item="": bar.update(task, advance=1, item=item)
+
+
+#: What ``quick=True`` changes: one initialisation, two stimuli, a coarser sweep, no gradient check.
+QUICK = {"seeds": 1, "n_stimuli": 2, "sweep_points": 48, "empirical": False}
+
+#: A decision statistic this close to its threshold asks for another initialisation (see :func:`analyze`).
+COSINE_MARGIN = 0.05
+INVARIANCE_FACTOR = 10.0
 
 
 def analyze(
@@ -252,19 +289,37 @@ def analyze(
     ref: str | None = None,
     init: Callable[[int], AudioModel] | None = None,
     thresholds: Thresholds = Thresholds(),
-    n_stimuli: int = 4,
+    n_stimuli: int = 2,
     seconds: float = 0.25,
     max_partials: int = 32,
     sweep_points: int = 192,
     sweep_seconds: float = 0.25,
-    spectra_freqs: int = 32,
+    sweep: str = "needed",
+    spectra_freqs: int = 8,
     empirical: bool = True,
     jacobians: bool = True,
+    min_seeds: int = 1,
     use_vmap: bool = True,
+    quick: bool = False,
     seed: int = 0,
     progress: bool | None = None,
 ) -> LatentOntology:
     """Run every operator analysis on ``model`` and decide each (site, factor)'s predicted status.
+
+    Each analysis costs what the decision needs:
+
+    * The feature Jacobians at initialisation run in rounds, one initialisation each: after
+      ``min_seeds`` rounds, another is run (up to ``seeds``) only through the sites where a decision
+      statistic, averaged over the rounds so far, lies near its threshold: a Jacobian column's
+      largest |cos| within ``COSINE_MARGIN`` of ``cosine_threshold``, or a relative sensitivity within a
+      factor ``INVARIANCE_FACTOR`` of ``invariance_threshold``. Where the given weights are the weights
+      of an initialisation (a published architecture loaded without its weights), that round reuses
+      the given-weights Jacobians.
+    * With ``sweep="needed"`` the sine sweep runs up to the last site where an injectivity collapse
+      can decide a status: a site with a frequency factor (``frequency_factors``) that is not
+      already ``invariant`` and whose cumulative alias fraction is within ``alias_threshold``. The
+      sweep tables (responses, bandwidths, injectivity, the sites' ``collapse_fraction``) cover those
+      sites; ``sweep="all"`` sweeps every site.
 
     Parameters
     ----------
@@ -273,7 +328,8 @@ def analyze(
     factors : FactorSpace or list of factor names, optional
         The factors (default: the canon's default space, every factor but inharmonicity).
     seeds : int
-        Random initialisations for the architecture-only Jacobian statistics (0: use the given weights).
+        At most this many random initialisations for the architecture-only Jacobian statistics (0: use
+        the given weights for the decision).
     sites : list of str, optional
         Sites analysed (default all).
     ref : str, optional
@@ -284,17 +340,30 @@ def analyze(
         Decision-rule parameters.
     n_stimuli, seconds, max_partials : Jacobian stimuli: how many, how long, how many partials.
     sweep_points, sweep_seconds : sine sweep: frequencies (log grid, 20 Hz to 0.95 Nyquist) and length.
+    sweep : {"needed", "all"}
+        Sweep the sites a status can depend on, or every site.
     spectra_freqs : frequencies per conv layer for the singular values.
     empirical : run the gradient check of the receptive fields.
     jacobians : compute feature Jacobians (the most expensive part).
+    min_seeds : initialisations always run (at most ``seeds``).
     use_vmap : vmap the model's forward-mode passes over factors (see :mod:`~ontoscope.operators.jacobians`).
+    quick : a first look: the settings of :data:`QUICK` replace the defaults (recorded in ``meta``).
     seed : seed of the stimuli, sines and sketches.
-    progress : log each step on stderr (default: when stderr is a terminal).
+    progress : show progress on stderr, per analysis and per site (default: when stderr is a terminal).
     """
-    log = _progress(progress)
+    if sweep not in ("needed", "all"):
+        raise ConfigError(f"unknown sweep {sweep!r}; use needed (the sites a status depends on) or all")
+    if quick:
+        seeds, n_stimuli = min(seeds, QUICK["seeds"]), min(n_stimuli, QUICK["n_stimuli"])
+        sweep_points, empirical = min(sweep_points, QUICK["sweep_points"]), QUICK["empirical"]
+    min_seeds = max(0, min(int(min_seeds), int(seeds)))
+    given_seed = None  # the initialisation the given weights are, when analyze drew them itself
     if isinstance(model, str):
         from ontoscope.models.registry import load_model
 
+        if ref is None and init is None and ((model.startswith("hf:") and not Path(model[3:]).expanduser().is_dir())
+                                             or model.lower().endswith((".yaml", ".yml"))):
+            given_seed = seed
         ref = model if ref is None else ref
         model = load_model(model, seed=seed)
     name = ref or type(model).__name__
@@ -305,100 +374,190 @@ def analyze(
     sr = int(model.sample_rate)
     names = site_names(model, sites)
     tables: dict[str, pd.DataFrame] = {}
+    with _Progress(progress) as bar:
+        geo = site_geometry(model, name, empirical=empirical,
+                            progress=bar.step(f"{name}: receptive fields", len(names)) if empirical else None)
+        geo = geo[geo["site"].isin(names)].reset_index(drop=True)
+        ops = traced_ops(model)
+        layer_sites: dict[str, str] = {}
+        layer_axes: dict[str, str] = {}
+        for s in model.sites():
+            for op in ops.get(s.name, []):
+                layer_sites.setdefault(op.name, s.name)
+                layer_axes.setdefault(op.name, op.axis)
+        order = {s.name: i for i, s in enumerate(model.sites())}
 
-    log(f"{name}: geometry of {len(names)} sites")
-    geo = site_geometry(model, name, empirical=empirical)
-    geo = geo[geo["site"].isin(names)].reset_index(drop=True)
-    ops = traced_ops(model)
-    layer_sites: dict[str, str] = {}
-    layer_axes: dict[str, str] = {}
-    for s in model.sites():
-        for op in ops.get(s.name, []):
-            layer_sites.setdefault(op.name, s.name)
-            layer_axes.setdefault(op.name, op.axis)
-    order = {s.name: i for i, s in enumerate(model.sites())}
+        if isinstance(model, nn.Module):
+            convs = sum(isinstance(m, (nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d))
+                        for m in model.modules())
+            summ, vals = layer_spectra(model, n_freq=spectra_freqs, model_name=name, layer_sites=layer_sites,
+                                       progress=bar.step("conv spectra", convs))
+            tables["spectra"], tables["spectra_values"] = summ, vals
+            al = layer_aliasing(model, model_name=name, layer_sites=layer_sites, layer_axes=layer_axes)
+            comp = composed_alias(model)
+        else:
+            al = pd.DataFrame(columns=["model", "layer", "site", "depth", "kind", "axis", "stride", "kernel", "blur",
+                                       "channel", "alias_fraction"])
+            comp = pd.DataFrame(columns=["site", "stride", "channel", "alias_fraction"])
+        comp.insert(0, "model", name)
+        tables["aliasing"], tables["composed_alias"] = al, comp
+        alias_sites = site_alias_summary(names, al, comp, order)
+        alias_sites.insert(0, "model", name)
+        tables["alias_sites"] = alias_sites
+        geo["alias_cumulative"] = geo["site"].map(alias_sites.set_index("site")["alias_cumulative"])
+        geo["alias_method"] = geo["site"].map(alias_sites.set_index("site")["alias_method"])
 
-    log("conv spectra")
-    if isinstance(model, nn.Module):
-        summ, vals = layer_spectra(model, n_freq=spectra_freqs, model_name=name, layer_sites=layer_sites)
-        tables["spectra"], tables["spectra_values"] = summ, vals
-        log("aliasing")
-        al = layer_aliasing(model, model_name=name, layer_sites=layer_sites, layer_axes=layer_axes)
-        comp = composed_alias(model)
-    else:
-        al = pd.DataFrame(columns=["model", "layer", "site", "depth", "kind", "axis", "stride", "kernel", "blur",
-                                   "channel", "alias_fraction"])
-        comp = pd.DataFrame(columns=["site", "stride", "channel", "alias_fraction"])
-    comp.insert(0, "model", name)
-    tables["aliasing"], tables["composed_alias"] = al, comp
-    alias_sites = site_alias_summary(names, al, comp, order)
-    alias_sites.insert(0, "model", name)
-    tables["alias_sites"] = alias_sites
+        tables["modulation"] = modulation_limits(geo, space, periods=thresholds.periods,
+                                                 tolerance=thresholds.rate_tolerance)
+        tables["capacity"] = capacity_table(geo, len(space.factors))
 
-    log(f"sine sweep ({sweep_points} frequencies)")
-    freqs = sweep_frequencies(sr, sweep_points)
-    margins = {}
-    for _, r in geo.iterrows():
-        if r["stride"] == r["stride"] and r["receptive_field_samples"] == r["receptive_field_samples"]:
-            margins[r["site"]] = int(math.ceil(r["receptive_field_samples"] / 2 / r["stride"]))
-    sweep = sine_sweep(model, names, freqs, seconds=sweep_seconds, margins=margins, seed=seed)
-    tables["responses"] = sweep.table(name)
-    bws, injs, inj_by_site = [], [], {}
-    for _, r in geo.iterrows():
-        s = r["site"]
-        bw = channel_bandwidths(sweep.channel_responses(s), freqs, float(r["frame_rate_hz"]))
-        bw.insert(0, "site", s)
-        bw.insert(0, "model", name)
-        bws.append(bw)
-        inj = injectivity(sweep.features[s], freqs, min_separation_hz=2.0 / sweep_seconds)
-        inj_by_site[s] = inj
-        nearest = np.asarray(inj["nearest"])
-        injs.append(pd.DataFrame({"model": name, "site": s, "freq_hz": freqs, "collapsed": inj["collapsed"],
-                                  "nearest_hz": np.where(nearest >= 0, freqs[np.maximum(nearest, 0)], np.nan),
-                                  "nearest_distance": inj["nearest_distance"],
-                                  "neighbour_distance": inj["neighbour_distance"]}))
-    tables["bandwidths"] = pd.concat(bws, ignore_index=True) if bws else pd.DataFrame()
-    tables["injectivity"] = pd.concat(injs, ignore_index=True) if injs else pd.DataFrame()
-    geo["alias_cumulative"] = geo["site"].map(alias_sites.set_index("site")["alias_cumulative"])
-    geo["alias_method"] = geo["site"].map(alias_sites.set_index("site")["alias_method"])
-    geo["collapse_fraction"] = geo["site"].map({s: v["collapse_fraction"] for s, v in inj_by_site.items()})
-    tables["sites"] = geo
+        rounds = 0
+        if jacobians:
+            rounds = _jacobian_rounds(model, tables, space, names, name, ref=ref, init=init, given_seed=given_seed,
+                                      seeds=seeds,
+                                      min_seeds=min_seeds, n_stimuli=n_stimuli, seconds=seconds,
+                                      max_partials=max_partials, use_vmap=use_vmap, seed=seed,
+                                      thresholds=thresholds, bar=bar)
 
-    log("modulation limits and capacity")
-    tables["modulation"] = modulation_limits(geo, space, periods=thresholds.periods,
-                                             tolerance=thresholds.rate_tolerance)
-    tables["capacity"] = capacity_table(geo, len(space.factors))
-
-    if jacobians:
-        jf, jp, js = [], [], []
-        batch = stimulus_batch(space, n_stimuli, sr, seconds=seconds, seed=seed, max_partials=max_partials)
-        log(f"feature Jacobians, given weights ({len(space.factors)} factors, {n_stimuli} stimuli)")
-        j, a, used = feature_jacobians(model, batch, names, use_vmap=use_vmap)
-        res = jacobian_stats(j, a, batch.names, {"model": name, "weights": "given", "seed": -1, "method": used})
-        jf.append(res.factors), jp.append(res.pairs), js.append(res.sites)
-        del j, a
-        for k in range(seeds):
-            log(f"feature Jacobians at initialisation, seed {k}")
-            with _at_init(model, ref, k, init) as (m0, how):
-                if isinstance(m0, nn.Module):
-                    m0.eval()
-                j, a, used = feature_jacobians(m0, batch, names, use_vmap=use_vmap)
-                res = jacobian_stats(j, a, batch.names, {"model": name, "weights": "init", "seed": k,
-                                                         "method": f"{used} ({how})"})
-                jf.append(res.factors), jp.append(res.pairs), js.append(res.sites)
-                del j, a
-        tables["jacobian_factors"] = pd.concat(jf, ignore_index=True)
-        tables["jacobian_pairs"] = pd.concat(jp, ignore_index=True)
-        tables["jacobian_sites"] = pd.concat(js, ignore_index=True)
+        freqs = sweep_frequencies(sr, sweep_points)
+        swept = names if sweep == "all" else _sweep_sites(names, geo, tables, space, thresholds, seeds > 0)
+        margins = {}
+        for _, r in geo.iterrows():
+            if r["stride"] == r["stride"] and r["receptive_field_samples"] == r["receptive_field_samples"]:
+                margins[r["site"]] = int(math.ceil(r["receptive_field_samples"] / 2 / r["stride"]))
+        inj_by_site: dict[str, dict] = {}
+        bws, injs = [], []
+        if swept:
+            result = sine_sweep(model, swept, freqs, seconds=sweep_seconds, margins=margins, seed=seed,
+                                progress=bar.step(f"sine sweep, {len(swept)} of {len(names)} sites",
+                                                  -(-freqs.size // 32)))
+            tables["responses"] = result.table(name)
+            for _, r in geo[geo["site"].isin(swept)].iterrows():
+                s = r["site"]
+                bw = channel_bandwidths(result.channel_responses(s), freqs, float(r["frame_rate_hz"]))
+                bw.insert(0, "site", s)
+                bw.insert(0, "model", name)
+                bws.append(bw)
+                inj = injectivity(result.features[s], freqs, min_separation_hz=2.0 / sweep_seconds)
+                inj_by_site[s] = inj
+                nearest = np.asarray(inj["nearest"])
+                injs.append(pd.DataFrame({"model": name, "site": s, "freq_hz": freqs, "collapsed": inj["collapsed"],
+                                          "nearest_hz": np.where(nearest >= 0, freqs[np.maximum(nearest, 0)], np.nan),
+                                          "nearest_distance": inj["nearest_distance"],
+                                          "neighbour_distance": inj["neighbour_distance"]}))
+        tables["bandwidths"] = pd.concat(bws, ignore_index=True) if bws else pd.DataFrame()
+        tables["injectivity"] = pd.concat(injs, ignore_index=True) if injs else pd.DataFrame()
+        geo["collapse_fraction"] = geo["site"].map({s: v["collapse_fraction"] for s, v in inj_by_site.items()})
+        tables["sites"] = geo
 
     tables["factors"] = decide(tables, space, thresholds, freqs, inj_by_site, sr, name, seeds > 0)
     meta = {"thresholds": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(thresholds).items()},
-            "factors": list(space.names), "seeds": seeds, "n_stimuli": n_stimuli, "seconds": seconds,
-            "sweep_points": sweep_points, "sweep_seconds": sweep_seconds, "spectra_freqs": spectra_freqs,
-            "seed": seed, "torch": torch.__version__,
+            "factors": list(space.names), "seeds": seeds, "min_seeds": min_seeds, "seeds_run": rounds,
+            "n_stimuli": n_stimuli, "seconds": seconds, "sweep_points": sweep_points,
+            "sweep_seconds": sweep_seconds, "sweep": sweep, "swept_sites": list(swept),
+            "spectra_freqs": spectra_freqs, "empirical": empirical, "quick": quick, "seed": seed,
+            "torch": torch.__version__,
             "parameters": int(sum(p.numel() for p in model.parameters())) if isinstance(model, nn.Module) else None}
-    log("done")
     return LatentOntology(name, sr, meta, tables)
+
+
+def _same_weights(a: AudioModel, b: AudioModel) -> bool:
+    """Whether two models hold the same parameters and buffers (a published architecture loaded without
+    its weights is an initialisation)."""
+    if a is b:
+        return True
+    if not (isinstance(a, nn.Module) and isinstance(b, nn.Module)):
+        return False
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _jacobian_rounds(model: AudioModel, tables: dict[str, pd.DataFrame], space: FactorSpace, names: list[str],
+                     name: str, *, ref: str | None, init: Callable[[int], AudioModel] | None,
+                     given_seed: int | None, seeds: int,
+                     min_seeds: int, n_stimuli: int, seconds: float, max_partials: int, use_vmap: bool, seed: int,
+                     thresholds: Thresholds, bar: _Progress) -> int:
+    """The feature Jacobians at the given weights, then at ``min_seeds`` to ``seeds`` initialisations.
+
+    Fills ``jacobian_factors``, ``jacobian_pairs`` and ``jacobian_sites`` in ``tables``; returns the number
+    of initialisations run (see :func:`analyze` for when another one runs, and through which sites).
+    """
+    sr = int(model.sample_rate)
+    batch = stimulus_batch(space, n_stimuli, sr, seconds=seconds, seed=seed, max_partials=max_partials)
+    tangents = audio_tangents(batch)
+    jf, jp, js = [], [], []
+    step = bar.step(f"feature Jacobians ({len(space.factors)} factors, {n_stimuli} stimuli; given weights, then "
+                    f"{min_seeds} to {seeds} initialisations)", 1 + seeds)
+    j, a, used = feature_jacobians(model, batch, names, use_vmap=use_vmap, tangents=tangents)
+    given = jacobian_stats(j, a, batch.names, {"model": name, "weights": "given", "seed": -1, "method": used})
+    del j, a
+    jf.append(given.factors), jp.append(given.pairs), js.append(given.sites)
+    step("given weights")
+    todo, k = list(names), 0
+    while k < seeds and todo:
+        labels = {"model": name, "weights": "init", "seed": k}
+        if k == given_seed and todo == names:  # analyze loaded the given weights as this initialisation
+            res = JacobianResult(*(t.assign(**labels, method=f"{used} (given weights, load_model(seed))")
+                                   for t in (given.factors, given.pairs, given.sites)))
+        else:
+            with _at_init(model, ref, k, init) as (m0, how):
+                if isinstance(m0, nn.Module):
+                    m0.eval()
+                if todo == names and _same_weights(m0, model):
+                    res = JacobianResult(*(t.assign(**labels, method=f"{used} (given weights, {how})")
+                                           for t in (given.factors, given.pairs, given.sites)))
+                else:
+                    j, a, how_run = feature_jacobians(m0, batch, todo, use_vmap=use_vmap, tangents=tangents)
+                    res = jacobian_stats(j, a, batch.names, {**labels, "method": f"{how_run} ({how})"})
+                    del j, a
+        jf.append(res.factors), jp.append(res.pairs), js.append(res.sites)
+        k += 1
+        step(f"initialisation {k}" + ("" if todo == names else f" ({len(todo)} sites)"))
+        if k >= min_seeds:
+            near = _near_threshold(pd.concat(jf, ignore_index=True), thresholds)
+            last = max((names.index(s) for s in near), default=-1)
+            todo = names[:last + 1] if last >= 0 else []
+    tables["jacobian_factors"] = pd.concat(jf, ignore_index=True)
+    tables["jacobian_pairs"] = pd.concat(jp, ignore_index=True)
+    tables["jacobian_sites"] = pd.concat(js, ignore_index=True)
+    return k
+
+
+def _near_threshold(jf: pd.DataFrame, th: Thresholds) -> set[str]:
+    """Sites where a decision statistic averaged over the initialisations so far lies near its threshold."""
+    sel = jf[jf["weights"] == "init"]
+    if not len(sel):
+        return set()
+    stat = sel.groupby(["site", "factor"]).agg(sensitivity=("sensitivity", "mean"),
+                                               max_abs_cos=("max_abs_cos", "mean"))
+    med = stat.groupby(level=0)["sensitivity"].transform("median")
+    rel = stat["sensitivity"] / med.where(med > 0)
+    lo, hi = th.invariance_threshold / INVARIANCE_FACTOR, th.invariance_threshold * INVARIANCE_FACTOR
+    near = ((rel >= lo) & (rel <= hi)) | ((stat["max_abs_cos"] - th.cosine_threshold).abs() < COSINE_MARGIN)
+    return set(stat.index[near.to_numpy()].get_level_values(0))
+
+
+def _sweep_sites(names: list[str], geo: pd.DataFrame, tables: dict[str, pd.DataFrame], space: FactorSpace,
+                 th: Thresholds, use_init: bool) -> list[str]:
+    """The sites up to the last one where an injectivity collapse can decide a status (see :func:`analyze`)."""
+    freq_factors = [f for f in space.names if f in th.frequency_factors]
+    if not freq_factors:
+        return []
+    invariant: set[tuple[str, str]] = set()
+    jf = tables.get("jacobian_factors", pd.DataFrame())
+    if len(jf):
+        sel = jf[jf["weights"] == ("init" if use_init else "given")]
+        sens = (sel if len(sel) else jf).groupby(["site", "factor"])["sensitivity"].mean()
+        med = sens.groupby(level=0).transform("median")
+        rel = sens / med.where(med > 0)
+        invariant = set(rel.index[(rel < th.invariance_threshold).to_numpy()])
+    alias = geo.set_index("site")["alias_cumulative"]
+    need = [s for s in names
+            if not (alias.get(s, np.nan) > th.alias_threshold)
+            and any((s, f) not in invariant for f in freq_factors)]
+    if not need:
+        return []
+    return names[:max(names.index(s) for s in need) + 1]
 
 
 def _band(factor: str, space: FactorSpace, sr: int) -> tuple[float, float]:

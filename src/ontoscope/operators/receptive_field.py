@@ -550,6 +550,7 @@ def site_geometry(
     empirical_max_samples: int = 96000,
     empirical_global: bool = False,
     n_samples: int | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> pd.DataFrame:
     """One row per site: geometry from the layers, the declared geometry, and the empirical check.
 
@@ -568,7 +569,8 @@ def site_geometry(
 
     ``empirical`` runs the gradient check (one backward pass per site, on at most
     ``empirical_max_samples`` samples); sites with global context are skipped unless
-    ``empirical_global`` (their support is the whole input anyway).
+    ``empirical_global`` (their support is the whole input anyway). ``progress`` is called with each
+    site's name as its check starts.
     """
     sites = model.sites()
     sr = int(model.sample_rate)
@@ -608,7 +610,7 @@ def site_geometry(
               "empirical_floor"):
         table[c] = np.nan
     if empirical:
-        _fill_empirical(model, table, empirical_max_samples, empirical_global)
+        _fill_empirical(model, table, empirical_max_samples, empirical_global, progress)
     return table
 
 
@@ -656,7 +658,8 @@ def fixed_norm_statistics(model: object) -> Iterator[None]:
             h.remove()
 
 
-def _fill_empirical(model: AudioModel, table: pd.DataFrame, max_samples: int, include_global: bool) -> None:
+def _fill_empirical(model: AudioModel, table: pd.DataFrame, max_samples: int, include_global: bool,
+                    progress: Callable[[str], None] | None = None) -> None:
     """Empirical stride and receptive field per site, from one forward pass and one backward pass per site."""
     todo = [r for _, r in table.iterrows() if include_global or not r["global_context"]]
     if not todo:
@@ -675,6 +678,8 @@ def _fill_empirical(model: AudioModel, table: pd.DataFrame, max_samples: int, in
     with fixed_norm_statistics(model):
         acts = encode_sites(model, x, names)
     for k, name in enumerate(names):
+        if progress is not None:
+            progress(name)
         i = int(table.index[table["site"] == name][0])
         if t2[name] > t1[name]:
             table.loc[i, "empirical_stride"] = 8 * unit / (t2[name] - t1[name])

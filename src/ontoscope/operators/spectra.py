@@ -29,7 +29,7 @@ has the same singular values. Grouped convolutions are expanded to their dense
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -77,6 +77,62 @@ def dense_weight(weight: torch.Tensor, groups: int = 1, transposed: bool = False
     return out
 
 
+def _polyphase_taps(
+    weight: torch.Tensor, s_t: tuple[int, ...], d_t: tuple[int, ...], m_t: tuple[int, ...],
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The taps regrouped by polyphase component: ``[c_out, c_in, *s, *Q]`` float64, and per axis the
+    frame offset (mod ``M``) of each of the ``Q`` tap positions."""
+    nd = weight.ndim - 2
+    w = weight.detach().to(torch.float64)
+    k_t = w.shape[2:]
+    q_t = [min(-(-(d_t[a] * (k_t[a] - 1) + 1) // s_t[a]), m_t[a]) for a in range(nd)]
+    wp = w.new_zeros(*w.shape[:2], *s_t, *q_t)
+    if nd == 1:
+        for t in range(k_t[0]):
+            q, p = divmod(d_t[0] * t, s_t[0])
+            wp[:, :, p, q % m_t[0]] += w[:, :, t]
+    else:
+        for t1 in range(k_t[0]):
+            q1, p1 = divmod(d_t[0] * t1, s_t[0])
+            for t2 in range(k_t[1]):
+                q2, p2 = divmod(d_t[1] * t2, s_t[1])
+                wp[:, :, p1, p2, q1 % m_t[0], q2 % m_t[1]] += w[:, :, t1, t2]
+    return wp, [torch.arange(q, dtype=torch.float64) for q in q_t]
+
+
+def _check_lengths(weight: torch.Tensor, n: int | Sequence[int], stride: int | Sequence[int],
+                   dilation: int | Sequence[int]) -> tuple[tuple[int, ...], ...]:
+    nd = weight.ndim - 2
+    if nd not in (1, 2):
+        raise ConfigError(f"conv weights must be 3-D or 4-D, got shape {tuple(weight.shape)}")
+    n_t, s_t, d_t = _tuple(n, nd), _tuple(stride, nd), _tuple(dilation, nd)
+    for a in range(nd):
+        if n_t[a] % s_t[a]:
+            raise ConfigError(f"signal length {n_t[a]} is not a multiple of the stride {s_t[a]}")
+    return n_t, s_t, d_t, tuple(n_t[a] // s_t[a] for a in range(nd))
+
+
+def _symbols_at(wp: torch.Tensor, offsets: list[torch.Tensor], m_t: tuple[int, ...],
+                freqs: torch.Tensor) -> torch.Tensor:
+    """``[F, c_out, c_in * prod(s)]``: the polyphase symbol at the frequency indices ``freqs`` ``[F, nd]``.
+
+    ``A(m) = sum_q W'[q] exp(-2 pi i <m, q / M>)``: a DFT over the few tap positions only, so a
+    layer costs its taps times the frequencies asked for, not an FFT of a length-``M`` zero-padded array.
+    """
+    nd = len(m_t)
+    phase = 0.0
+    for a in range(nd):
+        angle = -2 * np.pi * freqs[:, a, None].double() * offsets[a][None] / m_t[a]  # [F, Q_a]
+        shape = [freqs.shape[0]] + [1] * nd
+        shape[1 + a] = offsets[a].numel()
+        phase = phase + angle.reshape(shape)
+    phase = phase.reshape(freqs.shape[0], -1)  # [F, prod(Q)]
+    c_out = wp.shape[0]
+    taps = wp.reshape(-1, phase.shape[1])  # [c_out * c_in * prod(s), prod(Q)], real
+    sym = torch.complex(taps @ phase.cos().T, taps @ phase.sin().T)  # [.., F]
+    return sym.reshape(c_out, -1, freqs.shape[0]).permute(2, 0, 1).contiguous()
+
+
 def polyphase_symbols(
     weight: torch.Tensor,
     n: int | Sequence[int],
@@ -96,35 +152,37 @@ def polyphase_symbols(
     Returns
     -------
     Tensor ``[*M, c_out, c_in * prod(stride)]`` complex, ``M = n / stride`` per axis: the operator
-    at frequency ``(m_1, ...)`` (``2 pi m / M`` radians per output frame).
+    at frequency ``(m_1, ...)`` (``2 pi m / M`` radians per output frame; the sign convention only
+    conjugates the matrices, which leaves their singular values unchanged).
     """
-    nd = weight.ndim - 2
-    if nd not in (1, 2):
-        raise ConfigError(f"conv weights must be 3-D or 4-D, got shape {tuple(weight.shape)}")
-    n_t, s_t, d_t = _tuple(n, nd), _tuple(stride, nd), _tuple(dilation, nd)
-    for a in range(nd):
-        if n_t[a] % s_t[a]:
-            raise ConfigError(f"signal length {n_t[a]} is not a multiple of the stride {s_t[a]}")
-    m_t = tuple(n_t[a] // s_t[a] for a in range(nd))
-    c_out, c_in = weight.shape[:2]
-    w = weight.detach().to(torch.float64)
-    # W'[o, i, p_1, (p_2,), q_1 mod M_1, (q_2 mod M_2)]
-    wp = w.new_zeros(c_out, c_in, *s_t, *m_t)
-    k_t = w.shape[2:]
-    if nd == 1:
-        for t in range(k_t[0]):
-            q, p = divmod(d_t[0] * t, s_t[0])
-            wp[:, :, p, q % m_t[0]] += w[:, :, t]
-    else:
-        for t1 in range(k_t[0]):
-            q1, p1 = divmod(d_t[0] * t1, s_t[0])
-            for t2 in range(k_t[1]):
-                q2, p2 = divmod(d_t[1] * t2, s_t[1])
-                wp[:, :, p1, p2, q1 % m_t[0], q2 % m_t[1]] += w[:, :, t1, t2]
-    # sum_q W'[q] e^{+i w q} = M * ifft (the sign only conjugates, singular values are unchanged)
-    sym = torch.fft.fftn(wp, dim=tuple(range(2 + nd, 2 + 2 * nd)))
-    sym = sym.reshape(c_out, c_in * int(np.prod(s_t)), *m_t)
-    return sym.permute(*range(2, 2 + nd), 0, 1).contiguous()
+    _, s_t, d_t, m_t = _check_lengths(weight, n, stride, dilation)
+    wp, offsets = _polyphase_taps(weight, s_t, d_t, m_t)
+    grid = torch.stack(torch.meshgrid(*[torch.arange(m) for m in m_t], indexing="ij"), -1).reshape(-1, len(m_t))
+    sym = _symbols_at(wp, offsets, m_t, grid)
+    return sym.reshape(*m_t, *sym.shape[1:])
+
+
+def _half_grid(m_t: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frequency indices up to conjugation: a real filter's symbol at ``-m`` is the conjugate of its symbol
+    at ``m``, with the same singular values. Returns the representatives ``[U, nd]`` and, for every index
+    of the full grid (row-major), the position of its representative."""
+    grid = torch.stack(torch.meshgrid(*[torch.arange(m) for m in m_t], indexing="ij"), -1).reshape(-1, len(m_t))
+    mirror = torch.stack([(-grid[:, a]) % m_t[a] for a in range(len(m_t))], -1)
+    flat = lambda g: (g * torch.tensor([int(np.prod(m_t[a + 1:])) for a in range(len(m_t))])).sum(-1)  # noqa: E731
+    idx, midx = flat(grid), flat(mirror)
+    rep = torch.minimum(idx, midx)
+    uniq, where = torch.unique(rep, return_inverse=True)
+    return grid[uniq], where
+
+
+def _singular_values(mats: torch.Tensor, method: str) -> torch.Tensor:
+    """Singular values (descending) of a batch of complex matrices ``[F, m, n]``."""
+    f, m, n = mats.shape
+    if method == "svd":
+        return torch.linalg.svdvals(mats)
+    gram = mats @ mats.mH if m <= n else mats.mH @ mats
+    ev = torch.linalg.eigvalsh(gram)  # ascending
+    return ev.clamp_min(0.0).sqrt().flip(-1)
 
 
 def conv_singular_values(
@@ -134,6 +192,9 @@ def conv_singular_values(
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
     transposed: bool = False,
+    *,
+    method: str = "auto",
+    max_bytes: int = 1 << 28,
 ) -> torch.Tensor:
     """Singular values of a conv layer's operator on circular signals of length ``n`` (per axis).
 
@@ -146,6 +207,19 @@ def conv_singular_values(
     stride, dilation, groups : as in ``torch.nn.Conv*``.
     transposed : bool
         A transposed convolution: the adjoint of the convolution with the same weight, same spectrum.
+    method : {"auto", "svd", "gram"}
+        ``svd``: LAPACK's SVD of each frequency's matrix. ``gram``: the square roots of the eigenvalues
+        of the smaller Gram matrix ``A A^H`` (or ``A^H A``), a matrix product and a Hermitian
+        eigensolver, several times cheaper for wide layers; values below about ``1e-7`` times the
+        largest are resolved only to that level (float64). ``auto``: ``gram`` when the smaller side of
+        the matrices exceeds 64, else ``svd``.
+    max_bytes : int
+        Memory for the symbol matrices of one batch of frequencies.
+
+    Only the frequencies up to conjugation are computed (a real filter's symbol at ``-w`` is the
+    conjugate of its symbol at ``w``), and only one where every polyphase component has a single tap
+    (a 1 x 1 conv, or a kernel no longer than its stride: the symbol does not depend on the
+    frequency); the others are copies.
 
     Returns
     -------
@@ -153,9 +227,53 @@ def conv_singular_values(
     ``r = min(c_out, c_in * prod(stride))`` (of the forward convolution); the operator's
     singular values are all of them, ``prod(M) * r`` in all.
     """
+    if method not in ("auto", "svd", "gram"):
+        raise ConfigError(f"unknown method {method!r}; use auto, svd or gram")
     w = dense_weight(weight, groups, transposed)
-    sym = polyphase_symbols(w, n, stride, dilation)
-    return torch.linalg.svdvals(sym)
+    _, s_t, d_t, m_t = _check_lengths(w, n, stride, dilation)
+    wp, offsets = _polyphase_taps(w, s_t, d_t, m_t)
+    rows, cols = w.shape[0], w.shape[1] * int(np.prod(s_t))
+    if method == "auto":
+        method = "gram" if min(rows, cols) > 64 else "svd"
+    if all(o.numel() == 1 for o in offsets):  # one tap per polyphase component: the same matrix at every frequency
+        sv = _singular_values(_symbols_at(wp, offsets, m_t, torch.zeros(1, len(m_t), dtype=torch.long)), method)
+        return sv.expand(int(np.prod(m_t)), -1).reshape(*m_t, min(rows, cols)).clone()
+    reps, where = _half_grid(m_t)
+    q = offsets[0].numel()
+    if method == "gram" and len(m_t) == 1 and q * (q + 1) // 2 < 4 * reps.shape[0]:
+        values = [_lag_gram_values(wp.reshape(rows, cols, q), reps[:, 0], m_t[0])]
+    else:
+        per = max(1, int(max_bytes // max(16 * rows * cols, 1)))
+        values = [_singular_values(_symbols_at(wp, offsets, m_t, reps[i:i + per]), method)
+                  for i in range(0, reps.shape[0], per)]
+    return torch.cat(values)[where].reshape(*m_t, min(rows, cols))
+
+
+def _lag_gram_values(taps: torch.Tensor, freqs: torch.Tensor, m: int) -> torch.Tensor:
+    """Singular values at the frequency indices ``freqs`` of a 1-D symbol ``A(w) = sum_q P_q e^{-i w q}``.
+
+    ``taps`` is ``[rows, cols, Q]`` (``P_q = taps[..., q]``). The smaller Gram matrix is a matrix
+    trigonometric polynomial, ``G(w) = C_0 + sum_{d >= 1} (C_d z^d + C_d^T z^-d)`` with ``z = e^{-i w}``
+    and ``C_d = sum_q P_{q+d} P_q^T`` (or ``sum_q P_q^T P_{q+d}`` for tall symbols): ``Q (Q + 1) / 2`` real
+    products once, instead of one complex product per frequency.
+    """
+    rows, cols, q = taps.shape
+    p = taps.permute(2, 0, 1)  # [Q, rows, cols]
+    wide = rows <= cols
+    lags = []
+    for d in range(q):
+        if wide:
+            lags.append(sum((p[j + d] @ p[j].T for j in range(q - d)), torch.zeros(rows, rows, dtype=p.dtype)))
+        else:
+            lags.append(sum((p[j].T @ p[j + d] for j in range(q - d)), torch.zeros(cols, cols, dtype=p.dtype)))
+    out = []
+    for f in freqs.tolist():
+        g = lags[0].to(torch.complex128)
+        for d in range(1, q):
+            z = complex(np.exp(-2j * np.pi * f * d / m))
+            g = g + lags[d] * z + lags[d].T * z.conjugate()
+        out.append(torch.linalg.eigvalsh(g).clamp_min(0.0).sqrt().flip(-1))
+    return torch.stack(out)
 
 
 def _circular_conv(x: torch.Tensor, w: torch.Tensor, stride: tuple[int, ...],
@@ -239,6 +357,7 @@ def layer_spectra(
     layers: Sequence[str] | None = None,
     model_name: str = "",
     layer_sites: dict[str, str] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Singular-value spectra of every conv layer of ``module`` (circular boundaries).
 
@@ -255,6 +374,8 @@ def layer_spectra(
         Module paths to analyse (default: every ``Conv1d/2d`` and ``ConvTranspose1d/2d``).
     layer_sites : dict, optional
         Module path -> site name, copied into a ``site`` column.
+    progress : callable, optional
+        Called with each layer's path once it is done.
 
     Returns
     -------
@@ -292,6 +413,8 @@ def layer_spectra(
         idx = np.linspace(0, flat.size - 1, min(quantiles, flat.size)).round().astype(int)
         for q, i in zip(np.linspace(0, 1, idx.size), idx, strict=True):
             vals.append({"model": model_name, "layer": name, "quantile": float(q), "sigma": float(flat[i])})
+        if progress is not None:
+            progress(name)
     cols = ["model", "layer", "site", "kind", "dims", "c_in", "c_out", "kernel", "stride", "dilation", "groups",
             "n", "spectral_norm", "sigma_min", "condition_number", "stable_rank", "effective_rank", "n_singular"]
     return pd.DataFrame(rows, columns=cols), pd.DataFrame(vals, columns=["model", "layer", "quantile", "sigma"])
