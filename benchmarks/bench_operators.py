@@ -1,8 +1,6 @@
-"""Latent ontology: feature Jacobians by forward mode, strided conv spectra, the whole analysis of EnCodec."""
+"""Latent ontology: feature Jacobians by forward mode, strided conv spectra."""
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import torch
@@ -10,7 +8,7 @@ import torch
 from benchmarks.common import best_of
 from ontoscope.models.family import build
 from ontoscope.models.spec import parse_spec
-from ontoscope.operators import analyze, conv_matrix, conv_singular_values, feature_jacobians, stimulus_batch
+from ontoscope.operators import conv_matrix, conv_singular_values, feature_jacobians, stimulus_batch
 
 TITLE = "Latent ontology operators on CPU"
 NOTES = ("Jacobians: 12 factors, 4 stimuli of 0.5 s at 16 kHz through the synthesizer and the default conv_ae "
@@ -22,8 +20,7 @@ NOTES = ("Jacobians: 12 factors, 4 stimuli of 0.5 s at 16 kHz through the synthe
          "factor (the synthesizer renders float32, so finite differences are only good to ~1e-3 themselves). "
          "Spectra: a conv layer with stride 4 on circular signals; ours: per-frequency polyphase matrices "
          "(Sedghi et al. 2019, strided); reference: `numpy.linalg.svd` of the explicit operator matrix. "
-         "Analysis: `analyze('hf:encodec-24khz')` with its defaults (5 initialisation seeds, 4 stimuli of "
-         "0.25 s, 192-point sweep, empirical receptive fields); reference: one forward pass of 1 s of audio.")
+         "The whole analysis of published architectures is timed in its own section (`bench_analyze.py`).")
 
 
 def _jacobian_rows() -> list[dict]:
@@ -73,25 +70,9 @@ def _spectra_rows() -> list[dict]:
     return rows
 
 
-def _analyze_rows() -> list[dict]:
-    from ontoscope.models.registry import load_model
-
-    model = load_model("hf:encodec-24khz")
-    audio = torch.randn(1, 24000) * 0.1
-    last = model.sites()[-1].name
-    with torch.no_grad():
-        t_ref = best_of(lambda: model.resume(model.encode(audio, last), last), repeat=3)
-    t = time.perf_counter()
-    onto = analyze("hf:encodec-24khz", progress=False)
-    t_ours = time.perf_counter() - t
-    return [{"benchmark": f"analyze hf:encodec-24khz ({len(onto.sites)} sites, {len(onto.factors)} rows)",
-             "ours_s": t_ours, "reference_s": t_ref, "ours_in_reference_passes": t_ours / t_ref,
-             "agreement": "reference = one forward of 1 s"}]
-
-
 def run() -> list[dict]:
     torch.set_num_threads(2)
-    return _jacobian_rows() + _spectra_rows() + _analyze_rows()
+    return _jacobian_rows() + _spectra_rows()
 
 
 if __name__ == "__main__":

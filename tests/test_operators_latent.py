@@ -250,6 +250,7 @@ def test_analyze_bad_input_subprocess(tmp_path, args, message):
     (["--sites", "encoder.block9"], "unknown site 'encoder.block9'"),
     (["--factors", "f0,pitchiness"], "unknown factor 'pitchiness'"),
     (["--seeds", "-1"], "--seeds must be"),
+    (["--sweep", "half"], "unknown --sweep 'half'"),
 ])
 def test_analyze_bad_input_in_process(tmp_path, monkeypatch, capsys, extra, message):
     from ontoscope import cli
@@ -263,3 +264,45 @@ def test_analyze_bad_input_in_process(tmp_path, monkeypatch, capsys, extra, mess
     err = capsys.readouterr().err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in err
+
+
+def test_quick_analysis_says_what_it_left_out(tmp_path):
+    from rich.console import Console
+
+    from ontoscope.operators.cli import analyze_command
+
+    spec = tmp_path / "ae.yaml"
+    spec.write_text("family: conv_ae\nsample_rate: 16000\nstrides: [2, 4]\nwidth: 2\nbottleneck: 4\n")
+    console = Console(record=True, width=200)
+    onto = analyze_command(str(spec), tmp_path / "out", seeds=5, factors=["f0", "loudness"],
+                           figures=False, quick=True, console=console)
+    text = console.export_text()
+    assert "quick look: 1 initialisation, 2 Jacobian stimuli, 48 sweep frequencies" in text
+    m = onto.meta
+    assert m["quick"] and m["seeds"] == 1 and m["sweep_points"] == 48 and not m["empirical"]
+    assert onto.sites["empirical_rf_samples"].isna().all()
+    assert LatentOntology.load(tmp_path / "out").meta["quick"]
+
+
+def test_progress_names_every_analysis_and_site(capsys):
+    spec = parse_spec(dict(family="conv_ae", strides=[2, 4], width=2, bottleneck=4))
+    analyze(build(spec, 0).eval(), factors=["f0", "loudness"], seeds=1, n_stimuli=1, seconds=0.1, max_partials=4,
+            sweep_points=8, spectra_freqs=4, sweep="all", progress=True)
+    err = capsys.readouterr().err
+    for part in ("receptive fields", "conv spectra", "feature Jacobians", "sine sweep, 5 of 5 sites"):
+        assert part in err, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strides, antialias", [([2, 4], "none"), ([4, 4, 4], "none"), ([2, 2, 4], "blur")])
+def test_defaults_decide_as_every_initialisation_and_every_site_swept(strides, antialias):
+    # the rounds stop and the sweep ends where no decision depends on more: the statuses are those of the
+    # full computation (every initialisation, every site swept) on the same stimuli
+    spec = parse_spec(dict(family="conv_ae", strides=strides, width=4, bottleneck=4, antialias=antialias))
+    model = build(spec, 0).eval()
+    kw = dict(seeds=5, seconds=0.2, max_partials=8, sweep_points=32, spectra_freqs=4, empirical=False,
+              progress=False)
+    cheap = analyze(model, **kw)
+    full = analyze(model, min_seeds=5, sweep="all", **kw)
+    assert full.meta["seeds_run"] == 5 and cheap.meta["seeds_run"] <= 5
+    pd.testing.assert_series_equal(cheap.factors["status"], full.factors["status"])

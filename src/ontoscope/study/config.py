@@ -88,8 +88,11 @@ class PretrainedModel(_Strict):
 
 
 class LatentConfig(_Strict):
-    seeds: int = Field(2, ge=0, le=32, description="random initialisations for the Jacobian statistics")
+    seeds: int = Field(2, ge=0, le=32, description="at most this many random initialisations for the Jacobian "
+                       "statistics (more run only while a decision is near its threshold)")
     sweep_points: int = Field(96, ge=8)
+    sweep: Literal["needed", "all"] = Field("needed", description="sites swept with sines: those a status can "
+                                            "depend on, or all")
     jacobians: bool = True
 
 

@@ -96,7 +96,8 @@ def latent_stage(cfg: StudyConfig, plan: ModelPlan, train_dir: Path | None, out:
             return build(spec, seed=seed).eval()
 
     lat = analyze(model, factors=cfg.stimuli.space(), seeds=lc.seeds, ref=plan.id, init=init if plan.kind == "family"
-                  else None, sweep_points=lc.sweep_points, jacobians=lc.jacobians, seed=plan.seed, progress=False)
+                  else None, sweep_points=lc.sweep_points, sweep=lc.sweep, jacobians=lc.jacobians, seed=plan.seed,
+                  progress=False)
     lat.save(out)
     return {"rows": len(lat.factors)}
 
