@@ -523,17 +523,23 @@ def _jacobian_rounds(model: AudioModel, tables: dict[str, pd.DataFrame], space: 
     return k
 
 
+def _decision_stats(jf: pd.DataFrame, weights: str) -> pd.DataFrame:
+    """The Jacobian statistics the rules read, per (site, factor): ``sensitivity`` and ``max_abs_cos`` averaged
+    over the rows of ``weights`` (all rows if there are none), and ``rel``, the sensitivity over the site's
+    median factor's (NaN where that median is 0)."""
+    sel = jf[jf["weights"] == weights]
+    stat = (sel if len(sel) else jf).groupby(["site", "factor"]).agg(sensitivity=("sensitivity", "mean"),
+                                                                     max_abs_cos=("max_abs_cos", "mean"))
+    med = stat.groupby(level=0)["sensitivity"].transform("median")
+    stat["rel"] = stat["sensitivity"] / med.where(med > 0)
+    return stat
+
+
 def _near_threshold(jf: pd.DataFrame, th: Thresholds) -> set[str]:
     """Sites where a decision statistic averaged over the initialisations so far lies near its threshold."""
-    sel = jf[jf["weights"] == "init"]
-    if not len(sel):
-        return set()
-    stat = sel.groupby(["site", "factor"]).agg(sensitivity=("sensitivity", "mean"),
-                                               max_abs_cos=("max_abs_cos", "mean"))
-    med = stat.groupby(level=0)["sensitivity"].transform("median")
-    rel = stat["sensitivity"] / med.where(med > 0)
+    stat = _decision_stats(jf, "init")
     lo, hi = th.invariance_threshold / INVARIANCE_FACTOR, th.invariance_threshold * INVARIANCE_FACTOR
-    near = ((rel >= lo) & (rel <= hi)) | ((stat["max_abs_cos"] - th.cosine_threshold).abs() < COSINE_MARGIN)
+    near = (stat["rel"].between(lo, hi)) | ((stat["max_abs_cos"] - th.cosine_threshold).abs() < COSINE_MARGIN)
     return set(stat.index[near.to_numpy()].get_level_values(0))
 
 
@@ -546,10 +552,7 @@ def _sweep_sites(names: list[str], geo: pd.DataFrame, tables: dict[str, pd.DataF
     invariant: set[tuple[str, str]] = set()
     jf = tables.get("jacobian_factors", pd.DataFrame())
     if len(jf):
-        sel = jf[jf["weights"] == ("init" if use_init else "given")]
-        sens = (sel if len(sel) else jf).groupby(["site", "factor"])["sensitivity"].mean()
-        med = sens.groupby(level=0).transform("median")
-        rel = sens / med.where(med > 0)
+        rel = _decision_stats(jf, "init" if use_init else "given")["rel"]
         invariant = set(rel.index[(rel < th.invariance_threshold).to_numpy()])
     alias = geo.set_index("site")["alias_cumulative"]
     need = [s for s in names
@@ -584,15 +587,7 @@ def decide(
     cap = tables["capacity"].set_index("site")
     jf = tables.get("jacobian_factors", pd.DataFrame())
     weights = "init" if use_init else "given"
-    if len(jf):
-        sel = jf[jf["weights"] == weights]
-        if not len(sel):
-            sel = jf
-        jstat = sel.groupby(["site", "factor"]).agg(sensitivity=("sensitivity", "mean"),
-                                                    max_abs_cos=("max_abs_cos", "mean"))
-        med = jstat.groupby(level=0)["sensitivity"].median()
-    else:
-        jstat, med = None, None
+    jstat = _decision_stats(jf, weights) if len(jf) else None
     rows = []
     for _, g in geo.iterrows():
         site = g["site"]
@@ -609,9 +604,9 @@ def decide(
             row["band_collapse"] = (band_collapse(inj_by_site[site], freqs, lo, hi)
                                     if f.name in th.frequency_factors and site in inj_by_site else np.nan)
             if jstat is not None and (site, f.name) in jstat.index:
-                row["sensitivity"] = float(jstat.loc[(site, f.name), "sensitivity"])
-                row["max_abs_cos"] = float(jstat.loc[(site, f.name), "max_abs_cos"])
-                row["sensitivity_rel_median"] = row["sensitivity"] / float(med[site]) if med[site] > 0 else np.nan
+                st = jstat.loc[(site, f.name)]
+                row["sensitivity"], row["max_abs_cos"] = float(st["sensitivity"]), float(st["max_abs_cos"])
+                row["sensitivity_rel_median"] = float(st["rel"])
             else:
                 row["sensitivity"] = row["max_abs_cos"] = row["sensitivity_rel_median"] = np.nan
             status, reason = _rule(row, m, f.name, th, weights)
