@@ -14,6 +14,7 @@ names another revision.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,10 +82,35 @@ def _run(ref: str, src: Path | None, out: Path) -> dict | None:
     return meta
 
 
-def _worktree(rev: str, where: Path) -> Path:
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(where), rev], check=True,
-                   capture_output=True)
-    return where / "src"
+@contextlib.contextmanager
+def _before_tree() -> Iterator[tuple[Path, Path]]:
+    """A scratch directory and the ``src`` of revision ``BEFORE`` checked out in a worktree inside it."""
+    with tempfile.TemporaryDirectory(prefix="ontoscope-bench-") as tmp:
+        tree = Path(tmp) / "before"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), BEFORE], check=True,
+                       capture_output=True)
+        try:
+            yield Path(tmp), tree / "src"
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)
+
+
+def _both(ref: str, tmp: Path, src: Path, key: str) -> tuple[dict | None, dict | None, dict]:
+    """``analyze(ref)`` after and before; the two runs and the status comparison (``same_status``, ``changed``)."""
+    res = {}
+    for label, where in (("after", None), ("before", src)):
+        out = tmp / f"{label}-{key}"
+        out.mkdir()
+        res[label] = _run(ref, where, out)
+        print(f"  {ref} {label}: {res[label]['seconds'] if res[label] else 'timed out'}", flush=True)
+    a, b = res["after"], res["before"]
+    if not (a and b):
+        return a, b, {"same_status": "–", "changed": f"timed out after {TIMEOUT_S} s"}
+    before = {(r["site"], r["factor"]): r["status"] for r in b["factors"]}
+    after = {(r["site"], r["factor"]): r["status"] for r in a["factors"]}
+    diff = [k for k in before if after.get(k) != before[k]]
+    return a, b, {"same_status": f"{len(before) - len(diff)} of {len(before)}",
+                  "changed": "; ".join(f"{s}/{f}: {before[s, f]} -> {after.get((s, f))}" for s, f in diff) or "none"}
 
 
 #: The demo's family models at initialisation (``configs/demo.yaml``): their statuses, before against after.
@@ -97,65 +124,29 @@ def family() -> list[dict]:
     import yaml
 
     rows = []
-    with tempfile.TemporaryDirectory(prefix="ontoscope-bench-") as tmp:
-        tree = Path(tmp) / "before"
-        src = _worktree(BEFORE, tree)
-        try:
-            for i, spec in enumerate(FAMILY):
-                path = Path(tmp) / f"spec{i}.yaml"
-                path.write_text(yaml.safe_dump(spec))
-                res = {}
-                for label, where in (("after", None), ("before", src)):
-                    out = Path(tmp) / f"{label}-{i}"
-                    out.mkdir()
-                    res[label] = _run(str(path), where, out)
-                before = {(r["site"], r["factor"]): r["status"] for r in res["before"]["factors"]}
-                after = {(r["site"], r["factor"]): r["status"] for r in res["after"]["factors"]}
-                diff = [k for k in before if after.get(k) != before[k]]
-                name = spec["family"] + (f" strides {spec['strides']} bottleneck {spec['bottleneck']}"
-                                         if "strides" in spec else "")
-                rows.append({"model": name, "before_s": res["before"]["seconds"], "after_s": res["after"]["seconds"],
-                             "same_status": f"{len(before) - len(diff)} of {len(before)}",
-                             "changed": "; ".join(f"{s}/{f}: {before[s, f]} -> {after.get((s, f))}"
-                                                  for s, f in diff) or "none"})
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)
+    with _before_tree() as (tmp, src):
+        for i, spec in enumerate(FAMILY):
+            path = tmp / f"spec{i}.yaml"
+            path.write_text(yaml.safe_dump(spec))
+            a, b, same = _both(str(path), tmp, src, str(i))
+            name = spec["family"] + (f" strides {spec['strides']} bottleneck {spec['bottleneck']}"
+                                     if "strides" in spec else "")
+            rows.append({"model": name, "before_s": b["seconds"] if b else float("nan"),
+                         "after_s": a["seconds"] if a else float("nan"), **same})
     return rows
 
 
 def run() -> list[dict]:
     rows = []
-    with tempfile.TemporaryDirectory(prefix="ontoscope-bench-") as tmp:
-        tree = Path(tmp) / "before"
-        src = _worktree(BEFORE, tree)
-        try:
-            for ref in MODELS:
-                fwd = _forward_seconds(ref)
-                res = {}
-                for label, path in (("after", None), ("before", src)):
-                    out = Path(tmp) / f"{label}-{ref.replace(':', '_')}"
-                    out.mkdir()
-                    res[label] = _run(ref, path, out)
-                    print(f"  {ref} {label}: {res[label]['seconds'] if res[label] else 'timed out'}", flush=True)
-                a, b = res["after"], res["before"]
-                row = {"model": ref, "forward_1s_s": fwd,
-                       "before_s": b["seconds"] if b else float("nan"), "after_s": a["seconds"],
-                       "before_passes": b["seconds"] / fwd if b else float("nan"), "after_passes": a["seconds"] / fwd}
-                row["speedup"] = row["before_s"] / row["after_s"]
-                row["initialisations_after"] = a["seeds_run"]
-                row["swept_after"] = f"{a['swept']} of {a['sites']}"
-                if b:
-                    before = {(r["site"], r["factor"]): r["status"] for r in b["factors"]}
-                    after = {(r["site"], r["factor"]): r["status"] for r in a["factors"]}
-                    diff = [k for k in before if after.get(k) != before[k]]
-                    row["same_status"] = f"{len(before) - len(diff)} of {len(before)}"
-                    row["changed"] = "; ".join(f"{s}/{f}: {before[s, f]} -> {after.get((s, f))}"
-                                               for s, f in diff) or "none"
-                else:
-                    row["same_status"], row["changed"] = "–", f"before timed out after {TIMEOUT_S} s"
-                rows.append(row)
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)
+    with _before_tree() as (tmp, src):
+        for ref in MODELS:
+            fwd = _forward_seconds(ref)
+            a, b, same = _both(ref, tmp, src, ref.replace(":", "_"))
+            before_s = b["seconds"] if b else float("nan")
+            rows.append({"model": ref, "forward_1s_s": fwd, "before_s": before_s, "after_s": a["seconds"],
+                         "before_passes": before_s / fwd, "after_passes": a["seconds"] / fwd,
+                         "speedup": before_s / a["seconds"], "initialisations_after": a["seeds_run"],
+                         "swept_after": f"{a['swept']} of {a['sites']}", **same})
     return rows
 
 
