@@ -144,8 +144,7 @@ def alias_fraction(
         if b is not None:
             grp = torch.arange(start, stop) // per_out
             idx = grp[:, None] * cpg + torch.arange(cpg)[None]  # the input channel of each (o, j)
-            n = length
-            taps = torch.fft.irfft(torch.fft.rfft(taps, n=n) * torch.fft.rfft(b[idx], n=n), n=n)
+            taps = torch.fft.irfft(torch.fft.rfft(taps, n=length) * torch.fft.rfft(b[idx], n=length), n=length)
         total = taps.pow(2).sum((1, 2))
         inband = ((taps @ q) * taps).sum((1, 2))
         with np.errstate(invalid="ignore", divide="ignore"):

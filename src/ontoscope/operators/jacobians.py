@@ -264,7 +264,7 @@ def feature_jacobians(
             acts = sites_of(audio)
             scale = float(audio.abs().max().clamp_min(1e-12))
             b = audio.shape[0]
-            steps = torch.stack([fd_audio_step * scale / dA[i].abs().max().clamp_min(1e-12) for i in range(k)])
+            steps = fd_audio_step * scale / dA.flatten(1).abs().amax(1).clamp_min(1e-12)  # [k]
             moved = (audio[None] + steps[:, None, None] * dA).reshape(k * b, -1)
             per = max(b, fd_batch // b * b)
             outs = [sites_of(moved[i:i + per]) for i in range(0, k * b, per)]

@@ -493,19 +493,21 @@ def _jacobian_rounds(model: AudioModel, tables: dict[str, pd.DataFrame], space: 
     del j, a
     jf.append(given.factors), jp.append(given.pairs), js.append(given.sites)
     step("given weights")
+    def as_given(labels: dict[str, object], how: str) -> JacobianResult:
+        return JacobianResult(*(t.assign(**labels, method=f"{used} (given weights, {how})")
+                                for t in (given.factors, given.pairs, given.sites)))
+
     todo, k = list(names), 0
     while k < seeds and todo:
         labels = {"model": name, "weights": "init", "seed": k}
         if k == given_seed and todo == names:  # analyze loaded the given weights as this initialisation
-            res = JacobianResult(*(t.assign(**labels, method=f"{used} (given weights, load_model(seed))")
-                                   for t in (given.factors, given.pairs, given.sites)))
+            res = as_given(labels, "load_model(seed)")
         else:
             with _at_init(model, ref, k, init) as (m0, how):
                 if isinstance(m0, nn.Module):
                     m0.eval()
                 if todo == names and _same_weights(m0, model):
-                    res = JacobianResult(*(t.assign(**labels, method=f"{used} (given weights, {how})")
-                                           for t in (given.factors, given.pairs, given.sites)))
+                    res = as_given(labels, how)
                 else:
                     j, a, how_run = feature_jacobians(m0, batch, todo, use_vmap=use_vmap, tangents=tangents)
                     res = jacobian_stats(j, a, batch.names, {**labels, "method": f"{how_run} ({how})"})

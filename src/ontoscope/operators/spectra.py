@@ -157,22 +157,24 @@ def polyphase_symbols(
     """
     _, s_t, d_t, m_t = _check_lengths(weight, n, stride, dilation)
     wp, offsets = _polyphase_taps(weight, s_t, d_t, m_t)
-    grid = torch.stack(torch.meshgrid(*[torch.arange(m) for m in m_t], indexing="ij"), -1).reshape(-1, len(m_t))
-    sym = _symbols_at(wp, offsets, m_t, grid)
+    sym = _symbols_at(wp, offsets, m_t, _grid(m_t))
     return sym.reshape(*m_t, *sym.shape[1:])
+
+
+def _grid(m_t: tuple[int, ...]) -> torch.Tensor:
+    """Every frequency index of an ``M_1 (x M_2)`` grid, row-major: ``[prod(M), nd]``."""
+    return torch.stack(torch.meshgrid(*[torch.arange(m) for m in m_t], indexing="ij"), -1).reshape(-1, len(m_t))
 
 
 def _half_grid(m_t: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """Frequency indices up to conjugation: a real filter's symbol at ``-m`` is the conjugate of its symbol
     at ``m``, with the same singular values. Returns the representatives ``[U, nd]`` and, for every index
     of the full grid (row-major), the position of its representative."""
-    grid = torch.stack(torch.meshgrid(*[torch.arange(m) for m in m_t], indexing="ij"), -1).reshape(-1, len(m_t))
-    mirror = torch.stack([(-grid[:, a]) % m_t[a] for a in range(len(m_t))], -1)
-    flat = lambda g: (g * torch.tensor([int(np.prod(m_t[a + 1:])) for a in range(len(m_t))])).sum(-1)  # noqa: E731
-    idx, midx = flat(grid), flat(mirror)
-    rep = torch.minimum(idx, midx)
-    uniq, where = torch.unique(rep, return_inverse=True)
-    return grid[uniq], where
+    grid = _grid(m_t).numpy()
+    idx = np.ravel_multi_index(tuple(grid.T), m_t)
+    mirror = np.ravel_multi_index(tuple(((-grid) % np.array(m_t)).T), m_t)
+    uniq, where = np.unique(np.minimum(idx, mirror), return_inverse=True)
+    return torch.from_numpy(grid[uniq]), torch.from_numpy(where.reshape(-1))
 
 
 def _singular_values(mats: torch.Tensor, method: str) -> torch.Tensor:
