@@ -50,7 +50,11 @@ BAD = [
     (_with("models", []), "models:"),
     (_with("models.0.family", "rnn"), "models.0"),
     (_with("models.1", {"ref": "crepe:tiny", "family": "conv_ae"}), "not both"),
-    (_with("models.1.ref", "wavenet:big"), "unknown model 'wavenet:big'"),
+    (_with("models.1.ref", "wavenet:big"), "unknown model reference 'wavenet:big'"),
+    (_with("models.1.ref", "hf:no-such-model"), "models.1.ref: unknown Hugging Face reference 'hf:no-such-model'"),
+    (_with("models.1.ref", "crepe:huge"), "models.1.ref: CREPE capacity must be 'tiny' or 'full'"),
+    (_with("models.1.ref", "planted:angel=3"), "models.1.ref: bad planted option 'angel=3'"),
+    (_with("models.1.ref", "no/such/dir"), "models.1.ref: unknown model reference 'no/such/dir'"),
     (_with("stimuli.n", 5), "stimuli.n"),
     (_with("stimuli.sample_rate", 100), "stimuli.sample_rate"),
     (_with("stimuli.factors", ["f0", "timbre"]), "timbre"),
@@ -90,7 +94,8 @@ def test_bad_config_is_one_clear_error(data, message):
 def test_bad_configs_on_the_command_line_leave_nothing_behind(tmp_path):
     """Through the real command: exit 2, one line on stderr, no run directory."""
     cases = [(yaml.safe_dump(_with("models.0.train.stepz", 5)), "stepz"), ("name: [unclosed", "not valid YAML"),
-             (yaml.safe_dump(_with("stimuli.n", 5)), "stimuli.n")]
+             (yaml.safe_dump(_with("stimuli.n", 5)), "stimuli.n"),
+             (yaml.safe_dump(_with("models.1.ref", "hf:no-such-model")), "hf:no-such-model")]
     for i, (text, message) in enumerate(cases):
         path = tmp_path / f"bad{i}.yaml"
         path.write_text(text)
@@ -125,3 +130,12 @@ def test_every_config_in_configs_validates(path):
 
     cfg, _ = load_config(path)
     assert expand_models(cfg)
+
+
+def test_a_packaged_model_whose_package_is_missing_names_the_install(monkeypatch):
+    from ontoscope.models import registry
+
+    monkeypatch.setattr(registry, "_installed", lambda package: False)
+    with pytest.raises(ConfigError, match=r"models.1.ref: model 'silero-vad' needs .*`pip install silero-vad=="):
+        parse_config(_with("models.1.ref", "silero-vad"))
+

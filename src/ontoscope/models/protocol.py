@@ -21,7 +21,7 @@ from torch import nn
 from ontoscope.errors import ConfigError, OntoscopeError
 
 Layout = Literal["BCT", "BCFT"]
-OutputKind = Literal["audio", "spectrogram", "pitch", "factors", "embedding"]
+OutputKind = Literal["audio", "spectrogram", "pitch", "factors", "embedding", "probability"]
 
 
 class SiteError(OntoscopeError, KeyError):

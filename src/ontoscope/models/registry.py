@@ -4,6 +4,8 @@ References
 ----------
 * ``crepe:tiny``, ``crepe:full`` - CREPE with its published weights (Kim et al. 2018).
 * ``pesto`` - PESTO with its published ``mir-1k_g7`` weights (Riou et al. 2023).
+* ``fcpe``, ``basic-pitch``, ``silero-vad``, ``resemblyzer`` - trained networks whose weights ship inside
+  their PyPI packages (FCPE, Basic Pitch, Silero VAD, Resemblyzer), rebuilt as native torch modules.
 * ``hf:NAME`` - a published ``transformers`` architecture with seeded random
   weights (see :mod:`ontoscope.models.adapters.hf`); ``hf:PATH`` - a local
   ``save_pretrained`` directory.
@@ -26,7 +28,7 @@ from typing import Any
 from ontoscope.errors import ConfigError
 from ontoscope.models.protocol import AudioModel
 
-__all__ = ["list_models", "load_model", "register"]
+__all__ = ["check_model", "list_models", "load_model", "register"]
 
 Resolver = Callable[..., "AudioModel | None"]
 
@@ -48,6 +50,24 @@ def _pesto(ref: str, seed: int, **options: Any) -> AudioModel | None:
     from ontoscope.models.adapters.pesto import load_pesto
 
     return load_pesto(**options)
+
+
+# Trained networks whose weights ship in their PyPI packages: reference -> (module, loader).
+_PACKAGED = {
+    "fcpe": ("fcpe", "load_fcpe"),
+    "basic-pitch": ("basic_pitch", "load_basic_pitch"),
+    "silero-vad": ("silero_vad", "load_silero_vad"),
+    "resemblyzer": ("resemblyzer", "load_resemblyzer"),
+}
+
+
+def _packaged(ref: str, seed: int, **options: Any) -> AudioModel | None:
+    if ref not in _PACKAGED:
+        return None
+    import importlib
+
+    module, loader = _PACKAGED[ref]
+    return getattr(importlib.import_module(f"ontoscope.models.adapters.{module}"), loader)(**options)
 
 
 def _hf(ref: str, seed: int, **options: Any) -> AudioModel | None:
@@ -77,12 +97,8 @@ def _family_spec(ref: str, seed: int, **options: Any) -> AudioModel | None:
     return build(load_spec(path), seed=seed, **options).eval()
 
 
-def _planted(ref: str, seed: int, **options: Any) -> AudioModel | None:
-    if ref != "planted" and not ref.startswith("planted:"):
-        return None
-    from ontoscope.models.planted import PlantedModel
-    from ontoscope.stimuli.factors import FactorSpace
-
+def _planted_args(ref: str) -> dict[str, Any]:
+    """The options of a ``planted:`` reference, validated (one-line :class:`ConfigError` otherwise)."""
     args: dict[str, str] = {}
     for item in filter(None, ref.partition(":")[2].split(",")):
         key, eq, value = item.partition("=")
@@ -94,20 +110,120 @@ def _planted(ref: str, seed: int, **options: Any) -> AudioModel | None:
         angle, sr = float(args.get("angle", 0.0)), int(args.get("sr", 16000))
     except ValueError:
         raise ConfigError(f"planted angle and sr must be numbers, got {ref!r}") from None
-    names = args["factors"].split("+") if "factors" in args else None
-    omit = args["omit"].split("+") if args.get("omit") else []
-    return PlantedModel(FactorSpace.create(names), angle=angle, nonlinearity=args.get("nonlinearity", "none"),
-                        omit=omit, sample_rate=sr, seed=seed, **options)
+    return {"names": args["factors"].split("+") if "factors" in args else None,
+            "omit": args["omit"].split("+") if args.get("omit") else [],
+            "angle": angle, "sr": sr, "nonlinearity": args.get("nonlinearity", "none")}
 
 
-_RESOLVERS: list[tuple[str, Resolver]] = [
-    ("crepe", _crepe),
-    ("pesto", _pesto),
-    ("hf", _hf),
-    ("planted", _planted),
-    ("checkpoint", _family_checkpoint),
-    ("spec", _family_spec),
-]
+def _is_planted(ref: str) -> bool:
+    return ref == "planted" or ref.startswith("planted:")
+
+
+def _planted(ref: str, seed: int, **options: Any) -> AudioModel | None:
+    if not _is_planted(ref):
+        return None
+    from ontoscope.models.planted import PlantedModel
+    from ontoscope.stimuli.factors import FactorSpace
+
+    a = _planted_args(ref)
+    return PlantedModel(FactorSpace.create(a["names"]), angle=a["angle"], nonlinearity=a["nonlinearity"],
+                        omit=a["omit"], sample_rate=a["sr"], seed=seed, **options)
+
+
+_BUILTIN_RESOLVERS: dict[str, Resolver] = {
+    "crepe": _crepe,
+    "pesto": _pesto,
+    "packaged": _packaged,
+    "hf": _hf,
+    "planted": _planted,
+    "checkpoint": _family_checkpoint,
+    "spec": _family_spec,
+}
+_RESOLVERS: list[tuple[str, Resolver]] = list(_BUILTIN_RESOLVERS.items())
+
+
+# Where the weights of each packaged reference come from, for the check below.
+_PACKAGES = {
+    "fcpe": ("torchfcpe", "pip install --no-deps torchfcpe==0.0.4"),
+    "basic-pitch": ("basic_pitch", "pip install --no-deps basic-pitch==0.4.0"),
+    "silero-vad": ("silero_vad", "pip install silero-vad==6.2.3"),
+    "resemblyzer": ("resemblyzer", "pip install --no-deps resemblyzer==0.1.4"),
+}
+
+
+def _installed(package: str) -> bool:
+    import importlib.machinery
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(package) is not None
+    except ValueError:  # a stand-in module without a spec sits in sys.modules
+        return importlib.machinery.PathFinder.find_spec(package) is not None
+
+
+def _check_builtin(name: str, ref: str) -> bool:
+    """Whether the built-in resolver ``name`` owns ``ref``; a one-line ConfigError if it does but cannot build it."""
+    path = Path(ref).expanduser()
+    if name == "crepe":
+        if not ref.startswith("crepe:"):
+            return False
+        from ontoscope.models.adapters.crepe import crepe_weights
+
+        crepe_weights(ref.split(":", 1)[1])
+    elif name == "pesto":
+        if ref != "pesto":
+            return False
+        from ontoscope.models.adapters.pesto import pesto_checkpoint
+
+        pesto_checkpoint()
+    elif name == "packaged":
+        if ref not in _PACKAGED:
+            return False
+        package, fix = _PACKAGES[ref]
+        if not _installed(package):
+            raise ConfigError(f"model {ref!r} needs the weights in the {package} package; install it with `{fix}`")
+    elif name == "hf":
+        if not ref.startswith("hf:"):
+            return False
+        from ontoscope.models.adapters.hf import HF_REFERENCES
+
+        name_or_path = ref[3:]
+        if name_or_path not in HF_REFERENCES and not (Path(name_or_path).expanduser() / "config.json").is_file():
+            raise ConfigError(f"unknown Hugging Face reference {ref!r}: not one of "
+                              f"{', '.join('hf:' + n for n in HF_REFERENCES)} and not a directory with config.json")
+    elif name == "planted":
+        if not _is_planted(ref):
+            return False
+        _planted_args(ref)
+    elif name == "checkpoint":
+        return path.is_dir() and (path / "card.json").is_file()
+    elif name == "spec":
+        if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
+            return False
+        from ontoscope.models.spec import load_spec
+
+        load_spec(path)
+    return True
+
+
+def check_model(ref: str) -> None:
+    """Raise a one-line :class:`ConfigError` unless :func:`load_model` can build ``ref``.
+
+    Built-in references are checked without building the model (the name is known, the package holding the
+    weights is installed, the path exists); a reference only a :func:`register`-ed resolver owns is built once.
+    Study configs call this for every model before any stage runs.
+    """
+    if not isinstance(ref, str) or not ref.strip():
+        raise ConfigError(f"a model reference must be a non-empty string, got {ref!r}")
+    ref = ref.strip()
+    for name, resolver in _RESOLVERS:
+        if _BUILTIN_RESOLVERS.get(name) is resolver:
+            if _check_builtin(name, ref):
+                return
+        elif resolver(ref, 0) is not None:
+            return
+    known = ", ".join(name for name, _ in list_models())
+    raise ConfigError(f"unknown model reference {ref!r}; known references: {known}")
 
 
 def register(name: str, resolver: Resolver, first: bool = False) -> None:
@@ -125,6 +241,14 @@ def list_models() -> list[tuple[str, str]]:
         ("crepe:tiny", "CREPE tiny pitch estimator, published weights (Kim et al. 2018); 16 kHz, 10 ms frames"),
         ("crepe:full", "CREPE full pitch estimator, published weights (Kim et al. 2018); 16 kHz, 10 ms frames"),
         ("pesto", "PESTO pitch estimator, published mir-1k_g7 weights (Riou et al. 2023); 16 kHz, 10 ms frames"),
+    ]
+    out += [
+        ("fcpe", "FCPE pitch estimator, packaged weights fcpe_c_v001 (torchfcpe); 16 kHz mel, 10 ms frames"),
+        ("basic-pitch", "Basic Pitch note/contour transcriber, packaged ICASSP 2022 weights (Bittner et al. 2022); "
+                        "22.05 kHz, 256-sample hop"),
+        ("silero-vad", "Silero VAD speech detector, packaged v6 weights; 16 kHz, 32 ms frames, conv + LSTM"),
+        ("resemblyzer", "Resemblyzer speaker encoder, packaged weights (GE2E, Wan et al. 2018); 16 kHz, "
+                        "3-layer LSTM, 256-d embedding"),
     ]
     out += [(f"hf:{name}", f"{ref.description}; random weights") for name, ref in HF_REFERENCES.items()]
     out += [

@@ -30,7 +30,7 @@ from ontoscope.models.protocol import OutputKind, Site, SiteError, site_index
 
 __all__ = ["WrappedModel", "wrap"]
 
-_OUTPUTS = ("audio", "spectrogram", "pitch", "factors", "embedding")
+_OUTPUTS = ("audio", "spectrogram", "pitch", "factors", "embedding", "probability")
 
 
 class _Stop(Exception):

@@ -252,13 +252,12 @@ def expand_models(cfg: StudyConfig, source: str = "config") -> list[ModelPlan]:
     plans: list[ModelPlan] = []
     for i, entry in enumerate(cfg.models):
         if isinstance(entry, PretrainedModel):
-            from ontoscope.models.registry import list_models
+            from ontoscope.models.registry import check_model
 
-            base = entry.ref.split(":")[0]
-            known = {name.split(":")[0] for name, _ in list_models()}
-            if base not in known and not Path(entry.ref).exists():
-                raise ConfigError(f"{source}: models.{i}.ref: unknown model {entry.ref!r}; known: "
-                                  f"{', '.join(sorted(known))}")
+            try:
+                check_model(entry.ref)
+            except ConfigError as e:
+                raise ConfigError(f"{source}: models.{i}.ref: {e}") from None
             for seed in entry.seeds:
                 name = entry.name or entry.ref.replace(":", "_").replace("/", "_")
                 knobs = {k: None for k in ("total_stride", "bottleneck", "antialias", "width", "depth",
