@@ -9,6 +9,7 @@ from torch import nn
 
 from ontoscope.models import wrap
 from ontoscope.models.family import build
+from ontoscope.models.protocol import Site, StagedModel
 from ontoscope.models.spec import parse_spec
 from ontoscope.operators import LayerOp, compose, empirical_receptive_field, site_geometry, traced_ops
 
@@ -151,8 +152,48 @@ def test_wrapped_model_functional_pool_time_norm_and_recurrence():
     assert geo.loc["b", "empirical_rf_samples"] == r  # GroupNorm statistics held fixed for the check
     geo = site_geometry(_wrapped(norm=False, rnn=True)).set_index("site")
     assert geo.loc["rnn", "global_context"] and not geo.loc["b", "global_context"]
+    assert geo.loc["rnn", "recurrent"] and not geo.loc["b", "recurrent"]
     assert geo.loc["rnn", "receptive_field_samples"] == r  # conv-only field still reported
     assert not geo.loc["b", "time_norm"]
+
+
+class _LinearRecurrence(nn.Module):
+    """h_t = tanh(W x_t + d h_{t-1}) over frames, in its linear range: its memory decays as d^k."""
+
+    def __init__(self, decay: float) -> None:
+        super().__init__()
+        self.rnn = nn.RNN(4, 4, batch_first=True, bias=False)
+        with torch.no_grad():
+            self.rnn.weight_hh_l0.copy_(torch.eye(4) * decay)
+            self.rnn.weight_ih_l0.copy_(torch.eye(4) * 1e-2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x.transpose(1, 2))[0].transpose(1, 2)
+
+
+class _Recurrent(StagedModel):
+    sample_rate = 16000
+    output = "embedding"
+
+    def __init__(self, decay: float) -> None:
+        super().__init__([(Site("frames", "BCT", 4, stride=160, receptive_field=160),
+                           nn.Conv1d(1, 4, 160, stride=160, bias=False)),
+                          (Site("rnn", "BCT", 4, stride=160, global_context=True), _LinearRecurrence(decay))])
+
+
+@pytest.mark.parametrize("decay", [0.8, 0.95])
+def test_recurrent_site_effective_memory_follows_the_decay(decay):
+    """The squared gradient of frame T on frame T - k falls as d^(2k), so the oldest 2.5 % of the mass lies beyond
+    k + 1 = ln(0.025) / (2 ln d) frames: the effective memory is that many 160-sample frames (within one)."""
+    torch.manual_seed(0)
+    model = _Recurrent(decay)
+    geo = site_geometry(model).set_index("site").loc["rnn"]
+    assert geo["recurrent"] and geo["global_context"] and geo["stride"] == 160
+    frames = math.log(0.025) / (2 * math.log(decay))
+    assert abs(geo["effective_rf_samples"] / 160 - frames) < 1.0, geo["effective_rf_samples"]
+    assert geo["empirical_rf_samples"] > 4 * geo["effective_rf_samples"]  # the support is the whole past
+    # the support reaches the clip's start (about 200 frames before the middle) unless d^(2k) falls below 1e-20 first
+    assert geo["empirical_truncated"] == float(decay ** (2 * 200) > 1e-20)
 
 
 def test_traced_ops_sees_closures_and_stages():

@@ -118,6 +118,19 @@ def test_modulation_limits_measures_of_the_range():
     assert loose.loc["vibrato_rate", "status"] == "affords"
 
 
+def test_a_recurrent_site_is_limited_by_its_measured_memory_not_by_its_unbounded_context():
+    """At 4 Hz frames (Nyquist 2 Hz) a 3-9 Hz vibrato rate needs the per-frame route: a recurrence whose effective
+    memory is 250 ms holds one period from 4 Hz on (5/6 of the range); one whose memory was not measured is global."""
+    space = FactorSpace.create(["vibrato_rate", "vibrato_depth"])
+    geo = pd.DataFrame({"site": ["lstm", "unmeasured", "attention"], "frame_rate_hz": [4.0] * 3, "stride": [4000] * 3,
+                        "receptive_field_s": [0.25] * 3, "global_context": [True] * 3,
+                        "recurrent": [True, True, False], "effective_rf_samples": [4000.0, np.nan, 4000.0]})
+    m = modulation_limits(geo, space).query("factor == 'vibrato_rate'").set_index("site")
+    assert m.loc["lstm", "frac_per_frame"] == pytest.approx(5 / 6) and m.loc["lstm", "status"] == "rate-limited"
+    assert "effective memory" in m.loc["lstm", "reason"]
+    assert m.loc["unmeasured", "status"] == "affords" and m.loc["attention", "status"] == "affords"
+
+
 def test_fixed_rate_and_crepe_five_hz_vibrato():
     space = FactorSpace.create(["f0", "vibrato_depth"], fixed={"vibrato_rate": 5.0})
     assert oscillatory_ranges(space) == {"vibrato_depth": (5.0, 5.0, "vibrato_rate")}

@@ -15,9 +15,15 @@ A rate satisfying neither condition cannot be an independent variable at the
 site. Over a factor's rate range ``[lo, hi]`` the fraction of the range (by
 measure) satisfying each condition is reported. Modulation *depths* are
 limited by the rate of their modulation: a depth is checked over the range of
-its rate factor (or at the rate's fixed value). Sites with global context
-(attention, recurrence) see the whole input: the per-frame condition holds
-for every rate whose period fits in the clip, which is taken as always.
+its rate factor (or at the rate's fixed value). Sites after attention see
+the whole input: the per-frame condition holds for every rate whose period
+fits in the clip, which is taken as always. Sites after a recurrence see the
+whole past in principle, but a trained recurrence forgets: where the geometry
+table measured its *effective memory* (``effective_rf_samples``, the span of
+95 % of the squared gradient of a frame, see
+:func:`~ontoscope.operators.receptive_field.site_geometry`), that span plays
+the receptive field's part in the per-frame condition; where it was not
+measured the site is treated as global.
 
 Status per (site, factor): ``affords`` when the share of the range satisfying
 neither condition is at most ``tolerance`` (default 0), else ``rate-limited``;
@@ -143,6 +149,10 @@ def modulation_limits(
         fr = float(s["frame_rate_hz"])
         rf = float(s["receptive_field_s"])
         glob = bool(s.get("global_context", False))
+        memory = float(s.get("effective_rf_samples", float("nan"))) / (fr * float(s.get("stride", float("nan"))))
+        span = "receptive field"
+        if bool(s.get("recurrent", False)) and memory == memory and memory > 0:
+            rf, glob, span = memory, False, "effective memory"
         nyq = fr / 2 if fr == fr else float("nan")
         min_rate = 0.0 if glob else (periods / rf if rf == rf and rf > 0 else float("inf"))
         for name, (lo, hi, rate) in ranges.items():
@@ -159,11 +169,11 @@ def modulation_limits(
             p_status = "affords" if f_frame >= 1.0 - 1e-12 else "rate-limited"
             if status == "affords":
                 reason = (f"rates {lo:g}-{hi:g} Hz: below the frame Nyquist {nyq:.3g} Hz on "
-                          f"{100 * f_traj:.0f}% of the range, spanned by the {rf * 1000:.3g} ms receptive field on "
+                          f"{100 * f_traj:.0f}% of the range, spanned by the {rf * 1000:.3g} ms {span} on "
                           f"{100 * f_frame:.0f}%")
             else:
                 reason = (f"{100 * (1 - f_either):.0f}% of {lo:g}-{hi:g} Hz is neither below the frame Nyquist "
-                          f"{nyq:.3g} Hz nor spanned ({periods:g} period) by the {rf * 1000:.3g} ms receptive field "
+                          f"{nyq:.3g} Hz nor spanned ({periods:g} period) by the {rf * 1000:.3g} ms {span} "
                           f"(needs >= {min_rate:.3g} Hz)")
             rows.append({
                 "model": s.get("model", ""), "site": s["site"], "factor": name, "rate_factor": rate,

@@ -83,7 +83,8 @@ __all__ = [
     "traced_ops",
 ]
 
-_GLOBAL_NAME = re.compile(r"(Attention|LSTM|GRU|Transformer(Encoder|Decoder)?Layer|RNN)", re.IGNORECASE)
+_GLOBAL_NAME = re.compile(r"(Attention|Transformer(Encoder|Decoder)?Layer)", re.IGNORECASE)
+_RECURRENT_NAME = re.compile(r"(LSTM|GRU|RNN)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,8 @@ class LayerOp:
         Module path (or a label for front ends).
     kind : str
         ``conv``, ``pool``, ``transposed``, ``frontend``, ``frame``, ``blur`` (these
-        move the receptive field), ``global`` (recurrence / attention) or
+        move the receptive field), ``recurrent`` (an RNN, LSTM or GRU layer or cell: every
+        frame sees the whole past), ``global`` (attention: every frame sees the whole input) or
         ``time_norm`` (statistics over time).
     kernel, stride, dilation : int
         Along time (the last axis), in the layer's input frames.
@@ -142,6 +144,9 @@ class TimeGeometry:
         first 2-D layer's input.
     global_context : bool
         A recurrent or attention layer comes before the site.
+    recurrent : bool
+        A recurrent layer (or cell) comes before the site: its context is the whole past, and
+        only the gradient tells how far back it reaches in practice.
     time_norm : bool
         A normalisation over time (GroupNorm / InstanceNorm) comes before the site.
     ops : list of LayerOp
@@ -155,6 +160,7 @@ class TimeGeometry:
     freq_stride: Fraction = Fraction(1)
     freq_receptive_field: int = 1
     global_context: bool = False
+    recurrent: bool = False
     time_norm: bool = False
     ops: list[LayerOp] = field(default_factory=list)
 
@@ -186,8 +192,9 @@ def compose(ops: Iterable[LayerOp]) -> TimeGeometry:
     ri, ji = 1, Fraction(1)
     rf, jf = 1, Fraction(1)
     for op in ops:
-        if op.kind == "global":
+        if op.kind in ("global", "recurrent"):
             g.global_context = True
+            g.recurrent = g.recurrent or op.kind == "recurrent"
             g.ops.append(op)
             continue
         if op.kind == "time_norm":
@@ -259,7 +266,9 @@ def _op_of(m: nn.Module, name: str, axis: str = "time") -> LayerOp | None:
         kind = "pool"
     elif isinstance(m, Blur1d):
         return LayerOp(name, "blur", int(m.kernel.shape[-1]), 1, 1, axis)
-    elif isinstance(m, (nn.RNNBase, nn.MultiheadAttention, nn.TransformerEncoderLayer,
+    elif isinstance(m, (nn.RNNBase, nn.RNNCellBase)) or _RECURRENT_NAME.search(type(m).__name__):
+        return LayerOp(name, "recurrent", axis=axis)
+    elif isinstance(m, (nn.MultiheadAttention, nn.TransformerEncoderLayer,
                         nn.TransformerDecoderLayer)) or _GLOBAL_NAME.search(type(m).__name__):
         return LayerOp(name, "global", axis=axis)
     elif isinstance(m, (nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d)):
@@ -558,7 +567,8 @@ def site_geometry(
     -------
     model, site, index, role, layout, channels, freq_bins,
     stride (input samples per frame), frame_rate_hz, receptive_field_samples (conv-only, theoretical),
-    receptive_field_s, global_context, time_norm, inner_receptive_field, inner_stride,
+    receptive_field_s, global_context, recurrent (a recurrent layer precedes the site), time_norm,
+    inner_receptive_field, inner_stride,
     freq_receptive_field_bins, freq_stride_bins, declared_stride, declared_receptive_field,
     geometry_agrees (declared equals traced where declared), dims_per_frame (channels x freq bins),
     dims_per_second (dims_per_frame x frame rate), compression_ratio (input samples per second /
@@ -568,9 +578,13 @@ def site_geometry(
     normalisation), n_layers.
 
     ``empirical`` runs the gradient check (one backward pass per site, on at most
-    ``empirical_max_samples`` samples); sites with global context are skipped unless
-    ``empirical_global`` (their support is the whole input anyway). ``progress`` is called with each
-    site's name as its check starts.
+    ``empirical_max_samples`` samples); attention sites are skipped unless ``empirical_global``
+    (their support is the whole input anyway). Recurrent sites are always checked, on at least
+    4 s of input: their theoretical context is the whole past, so ``effective_rf_samples`` (the
+    span holding 95 % of the squared gradient of the middle frame) is the only measure of how far
+    back a trained recurrence actually reads, its *effective memory*; ``empirical_truncated`` says
+    that the support reached the start of the clip. ``progress`` is called with each site's name as
+    its check starts.
     """
     sites = model.sites()
     sr = int(model.sample_rate)
@@ -596,7 +610,8 @@ def site_geometry(
             "model": model_name, "site": s.name, "index": i, "role": s.role, "layout": s.layout,
             "channels": s.channels, "freq_bins": s.freq_bins if s.freq_bins is not None else 0,
             "stride": stride, "frame_rate_hz": fr, "receptive_field_samples": rf,
-            "receptive_field_s": rf / sr, "global_context": glob, "time_norm": g.time_norm,
+            "receptive_field_s": rf / sr, "global_context": glob, "recurrent": g.recurrent,
+            "time_norm": g.time_norm,
             "inner_receptive_field": g.inner_receptive_field, "inner_stride": g.inner_stride,
             "freq_receptive_field_bins": g.freq_receptive_field, "freq_stride_bins": float(g.freq_stride),
             "declared_stride": float(s.stride) if s.stride is not None else float("nan"),
@@ -661,12 +676,14 @@ def fixed_norm_statistics(model: object) -> Iterator[None]:
 def _fill_empirical(model: AudioModel, table: pd.DataFrame, max_samples: int, include_global: bool,
                     progress: Callable[[str], None] | None = None) -> None:
     """Empirical stride and receptive field per site, from one forward pass and one backward pass per site."""
-    todo = [r for _, r in table.iterrows() if include_global or not r["global_context"]]
+    todo = [r for _, r in table.iterrows() if include_global or r["recurrent"] or not r["global_context"]]
     if not todo:
         return
     unit = int(max(1, round(max((r["stride"] for r in todo if r["stride"] == r["stride"]), default=1.0))))
     rfs = [r["receptive_field_samples"] for r in todo]
     need = max((v for v in rfs if v == v), default=float(model.sample_rate))
+    if any(r["recurrent"] for r in todo):  # a recurrence's memory is measured, not bounded: 2 s before the middle
+        need = max(need, 2.0 * model.sample_rate)
     n = int(min(max(2 * need + 16 * unit, int(getattr(model, "min_samples", 1)), 2048), max_samples))
     n = int(math.ceil(n / unit) * unit)
     names = [r["site"] for r in todo]
@@ -691,9 +708,10 @@ def _fill_empirical(model: AudioModel, table: pd.DataFrame, max_samples: int, in
         (grad,) = torch.autograd.grad((sel * v).sum(), x, retain_graph=k < len(names) - 1, allow_unused=True)
         if grad is None:
             continue
-        res = _profile_stats(grad.detach().double().pow(2).mean(0).numpy(), 0.95, 1e-20,
-                             expected=float(table.loc[i, "receptive_field_samples"]))
+        expected = None if table.loc[i, "recurrent"] else float(table.loc[i, "receptive_field_samples"])
+        res = _profile_stats(grad.detach().double().pow(2).mean(0).numpy(), 0.95, 1e-20, expected=expected)
         table.loc[i, "empirical_rf_samples"] = res["empirical_rf"]
         table.loc[i, "effective_rf_samples"] = res["effective_rf"]
-        table.loc[i, "empirical_truncated"] = res["truncated"]
+        # a causal recurrence's support ends at its frame: it is truncated when it reaches the clip's start
+        table.loc[i, "empirical_truncated"] = float(res["support_start"] == 0) if expected is None else res["truncated"]
         table.loc[i, "empirical_floor"] = res["floor"]
