@@ -157,7 +157,7 @@ def test_wrapped_model_functional_pool_time_norm_and_recurrence():
     assert not geo.loc["b", "time_norm"]
 
 
-class _LinearRecurrence(nn.Module):
+class _LinearRNN(nn.Module):
     """h_t = tanh(W x_t + d h_{t-1}) over frames, in its linear range: its memory decays as d^k."""
 
     def __init__(self, decay: float) -> None:
@@ -178,7 +178,7 @@ class _Recurrent(StagedModel):
     def __init__(self, decay: float) -> None:
         super().__init__([(Site("frames", "BCT", 4, stride=160, receptive_field=160),
                            nn.Conv1d(1, 4, 160, stride=160, bias=False)),
-                          (Site("rnn", "BCT", 4, stride=160, global_context=True), _LinearRecurrence(decay))])
+                          (Site("rnn", "BCT", 4, stride=160, global_context=True), _LinearRNN(decay))])
 
 
 @pytest.mark.parametrize("decay", [0.8, 0.95])
@@ -187,7 +187,10 @@ def test_recurrent_site_effective_memory_follows_the_decay(decay):
     k + 1 = ln(0.025) / (2 ln d) frames: the effective memory is that many 160-sample frames (within one)."""
     torch.manual_seed(0)
     model = _Recurrent(decay)
-    geo = site_geometry(model).set_index("site").loc["rnn"]
+    table = site_geometry(model).set_index("site")
+    frames = table.loc["frames"]  # a stage that is itself a layer is counted in its own site
+    assert frames["stride"] == 160 and frames["receptive_field_samples"] == 160 and not frames["recurrent"]
+    geo = table.loc["rnn"]
     assert geo["recurrent"] and geo["global_context"] and geo["stride"] == 160
     frames = math.log(0.025) / (2 * math.log(decay))
     assert abs(geo["effective_rf_samples"] / 160 - frames) < 1.0, geo["effective_rf_samples"]

@@ -421,7 +421,7 @@ def traced_ops(model: AudioModel, n_samples: int | None = None) -> dict[str, lis
         for i, st in enumerate(model.stages):
             def enter(_m: nn.Module, _a: tuple, i: int = i) -> None:
                 current[0] = i
-            handles.append(st.register_forward_pre_hook(enter))
+            handles.append(st.register_forward_pre_hook(enter, prepend=True))  # before a stage's own op is read
     dev = next((p.device for p in model.parameters()), torch.device("cpu"))
     x = torch.randn(1, n, generator=torch.Generator().manual_seed(0), device=dev) * 0.1
     out: dict[str, list[LayerOp]] = {}
