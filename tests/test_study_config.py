@@ -136,6 +136,6 @@ def test_a_packaged_model_whose_package_is_missing_names_the_install(monkeypatch
     from ontoscope.models import registry
 
     monkeypatch.setattr(registry, "_installed", lambda package: False)
-    with pytest.raises(ConfigError, match=r"models.1.ref: model 'silero-vad' needs .*`pip install silero-vad=="):
+    with pytest.raises(ConfigError, match=r"model .silero-vad. needs .*`pip install --no-deps silero-vad=="):
         parse_config(_with("models.1.ref", "silero-vad"))
 

@@ -146,7 +146,7 @@ _RESOLVERS: list[tuple[str, Resolver]] = list(_BUILTIN_RESOLVERS.items())
 _PACKAGES = {
     "fcpe": ("torchfcpe", "pip install --no-deps torchfcpe==0.0.4"),
     "basic-pitch": ("basic_pitch", "pip install --no-deps basic-pitch==0.4.0"),
-    "silero-vad": ("silero_vad", "pip install silero-vad==6.2.3"),
+    "silero-vad": ("silero_vad", "pip install --no-deps silero-vad==6.2.3"),
     "resemblyzer": ("resemblyzer", "pip install --no-deps resemblyzer==0.1.4"),
 }
 
