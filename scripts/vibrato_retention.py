@@ -47,8 +47,6 @@ from ontoscope.models.resample import prepare
 
 MODELS = ("crepe:tiny", "crepe:full", "pesto", "fcpe", "basic-pitch")
 DESCRIPTOR = "descriptors: f0_track (YIN)"
-#: Adapters still being written when the page was last generated (the page says so beside their rows).
-NEW_ADAPTERS = ("fcpe", "basic-pitch")
 
 REPO = "https://github.com/lars76/pitch-benchmark"
 COMMIT_REPORT = "a6a606e0d316daac86d0154254e707a7edce0297"
@@ -194,10 +192,6 @@ def page(ours: dict[str, Result], skipped: dict[str, str], threshold: float) -> 
               "`depth_ratio or 0`); the benchmark scores such a stimulus 0. n/a: no result in the report."]
     if skipped:
         lines += ["", "Not measured: " + "; ".join(f"`{ref}` ({why})" for ref, why in skipped.items()) + "."]
-    new = [ref for ref in NEW_ADAPTERS if ref in ours]
-    if new:
-        lines += ["", f"The {' and '.join(f'`{r}`' for r in new)} adapters were being written when this page was "
-                  "generated; rerun the script once they are settled."]
     models = {n: r for n, r in ours.items() if n != DESCRIPTOR}
     if models:
         lines += ["", "The models again, every frame that has an f0 counted as voiced (no confidence threshold):", "",
