@@ -46,6 +46,22 @@ def test_planted_half_band_filters():
     assert 0.0 < box < 0.75
 
 
+def test_long_front_end_kernels_are_exact_and_cheap():
+    """A 106 000-tap kernel (Basic Pitch's lowest CQT bin reads that many samples) costs one FFT, not a 106 000^2
+    matrix: a windowed-sinc low-pass cut at the band edge of stride 8 has no energy outside that band and half of it
+    outside the band of stride 16; on a 3 000-tap filter the autocorrelation route equals the quadratic form."""
+    rng = np.random.default_rng(0)
+    taps = rng.standard_normal(3000)
+    assert alias_fraction(torch.tensor(taps)[None, None], 7)[0] == pytest.approx(alias_fraction_exact(taps, 7),
+                                                                                 abs=1e-12)
+    n = 106_001
+    t = np.arange(n) - n // 2
+    lowpass = np.sinc(t / 8) * np.hanning(n)  # cutoff 1/16 cycle per sample: the band of stride 8
+    frac = alias_fraction(torch.tensor(lowpass)[None, None], 8)[0]
+    assert frac == pytest.approx(0.0, abs=1e-3)
+    assert alias_fraction(torch.tensor(lowpass)[None, None], 16)[0] == pytest.approx(0.5, abs=1e-3)
+
+
 def test_random_filters_alias_about_one_minus_one_over_stride():
     w = torch.randn(400, 1, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     for s in (2, 4, 8):
