@@ -129,3 +129,21 @@ def test_site_metrics_score_the_widest_varying_channels(model, stimuli, tmp_path
     direct = disentanglement(means[:, top], targets.to_numpy(), mode="fast")
     assert capped["mcc"] == pytest.approx(direct["mcc"]) and capped["mig"] == pytest.approx(direct["mig"])
     assert full["n"] == 10
+
+
+def test_a_set_read_at_another_rate_is_the_resampled_clips_with_the_same_factors(stimuli):
+    from ontoscope.models.resample import resample
+    from ontoscope.probing.capture import at_rate
+
+    assert at_rate(stimuli, stimuli.sr) is stimuli
+    view = at_rate(stimuli, 22050)
+    assert view.sr == 22050 and len(view) == len(stimuli) and view.factors.equals(stimuli.factors)
+    expect = resample(stimuli.audio([0, 3]), stimuli.sr, 22050)
+    torch.testing.assert_close(view.audio([0, 3]), expect, atol=0, rtol=0)
+    assert view.n_samples == expect.shape[-1] == round(stimuli.n_samples * 22050 / stimuli.sr)
+    (pos, chunk), *_ = view.chunks(4)
+    torch.testing.assert_close(chunk, resample(stimuli.audio(pos), stimuli.sr, 22050), atol=0, rtol=0)
+    # the spectral peak of a resampled clip stays at the same frequency (in Hz)
+    spec = torch.fft.rfft(view.audio([0])[0]).abs()
+    orig = torch.fft.rfft(stimuli.audio([0])[0]).abs()
+    assert abs(int(spec.argmax()) / view.seconds - int(orig.argmax()) / stimuli.seconds) <= 1.0 / stimuli.seconds

@@ -223,3 +223,28 @@ def test_the_controls_run_first_and_their_rates_open_the_report(tmp_path):
     assert "instrument failed its controls" not in set(claims["verdict"])
     html = report.read_text()
     assert html.index('id="controls"') < html.index('id="claims"') and "controls passed" in html
+
+
+@pytest.mark.slow
+def test_a_model_at_another_rate_hears_the_stimuli_rendered_at_its_rate(tmp_path):
+    """A planted model at 22 050 Hz in a 16 kHz study: its operational stage renders the same factor draws at
+    22 050 Hz (partials up to its Nyquist) and finds the planted factors, brightness included, as ICVs."""
+    from ontoscope.stimuli.dataset import StimulusSet
+    from ontoscope.study.config import expand_models, parse_config
+    from ontoscope.study.stages import operational_stage, pairs_stage, stimuli_stage
+
+    cfg = parse_config({"name": "rates", "stimuli": {"factors": ["f0", "loudness", "brightness"], "n": 48,
+                                                     "seconds": 0.5, "pairs": 6, "seed": 0},
+                        "models": [{"ref": "planted:sr=22050"}],
+                        "analyses": {"operational": {"n_steer": 4, "erasure": False,
+                                                     "families": ["additive", "interchange"]}}})
+    (plan,) = expand_models(cfg)
+    stimuli_stage(cfg, tmp_path / "stimuli")
+    pairs_stage(cfg, tmp_path / "pairs")
+    operational_stage(cfg, plan, None, tmp_path / "stimuli", tmp_path / "pairs", tmp_path / "op")
+    own, study = StimulusSet.load(tmp_path / "op" / "stimuli"), StimulusSet.load(tmp_path / "stimuli" / "set")
+    assert own.sr == 22050 and study.sr == 16000 and own.factors.equals(study.factors)
+    assert StimulusSet.load(tmp_path / "op" / "pairs").sr == 22050
+    table = pd.read_parquet(tmp_path / "op" / "operational.parquet")
+    best = table[table["family"] == "additive"].set_index("factor")["status"]
+    assert (best == "icv").all(), table

@@ -33,7 +33,7 @@ import torch
 from ontoscope.artifacts import ensure_dir, save_json, save_npy
 from ontoscope.errors import ConfigError, OntoscopeError
 from ontoscope.models.protocol import AudioModel, encode_sites, site_index
-from ontoscope.models.resample import prepare
+from ontoscope.models.resample import prepare, resample
 from ontoscope.probing.views import VIEWS, frame_view, modulation_view, pooled_view, timing_view
 from ontoscope.progress import track
 from ontoscope.stimuli.dataset import StimulusSet
@@ -212,3 +212,30 @@ class Capture:
         else:
             g = self.clips
         return x, g
+
+
+class _Resampled(StimulusSet):
+    """A stimulus set read at another sample rate: the same clips, factors and files, resampled on read."""
+
+    def __init__(self, base: StimulusSet, sr: int) -> None:  # noqa: D107 - a view, not a new set
+        self.__dict__.update(base.__dict__)
+        self._base = base
+        self.sr = int(sr)
+        self.n_samples = int(round(base.n_samples * self.sr / base.sr))
+
+    def audio(self, indices: Sequence[int] | np.ndarray | slice | None = None) -> torch.Tensor:
+        return resample(self._base.audio(indices), self._base.sr, self.sr)
+
+    def __repr__(self) -> str:
+        return f"{self._base!r} at {self.sr} Hz"
+
+
+def at_rate(stimuli: StimulusSet, sr: int) -> StimulusSet:
+    """``stimuli`` read at ``sr`` Hz: every clip band-limited resampled on read (``models.resample.resample``,
+    windowed sinc), factors and positions unchanged; the set itself when it is already at ``sr``.
+
+    Resampling up keeps the set's band limit: a 16 kHz clip read at 22 050 Hz has nothing above about 7.6 kHz,
+    which a descriptor reading the whole band (brightness, a spectral slope up to Nyquist) measures as a darker
+    sound than the set's value. Where the stimuli can be rendered at the model's rate, render them there (a
+    study does, for every model whose rate differs from its stimuli's)."""
+    return stimuli if int(stimuli.sr) == int(sr) else _Resampled(stimuli, sr)

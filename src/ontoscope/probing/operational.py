@@ -59,7 +59,7 @@ from ontoscope.artifacts import ensure_dir, save_json, save_table
 from ontoscope.errors import ConfigError
 from ontoscope.models.protocol import AudioModel, encode_sites, site_index
 from ontoscope.probing.alignment import fit_subspace
-from ontoscope.probing.capture import Capture, capture, model_device
+from ontoscope.probing.capture import Capture, at_rate, capture, model_device
 from ontoscope.probing.decodability import factor_targets, probe_capture
 from ontoscope.probing.erasure import erasure_decodability
 from ontoscope.probing.icv import ICVThresholds, best_family, icv_scores
@@ -349,8 +349,8 @@ def operational_ontology(
         the negative cells of the controls; :meth:`OperationalOntology.best` never picks them.
     seed : int
     """
-    if stimuli.sr != model.sample_rate:
-        raise ConfigError(f"the stimuli are at {stimuli.sr} Hz but the model expects {model.sample_rate} Hz")
+    stimuli = at_rate(stimuli, model.sample_rate)
+    pairs = at_rate(pairs, model.sample_rate) if pairs is not None else None
     thresholds = thresholds or ICVThresholds()
     space = set_space(stimuli)
     names = list(factors) if factors is not None else list(space.names)
@@ -375,8 +375,6 @@ def operational_ontology(
     if pairs is not None and "factor" not in pairs.factors:
         raise ConfigError(f"{pairs.root} is not a set of counterfactual pairs; render one with "
                           "`ontoscope stimuli OUT --pairs`")
-    if pairs is not None and pairs.sr != model.sample_rate:
-        raise ConfigError(f"the pairs are at {pairs.sr} Hz but the model expects {model.sample_rate} Hz")
     for s in site_names:
         if "place_shift" in (families or ()) and place_axis(model_sites[site_index(model_sites, s)]) is None:
             raise ConfigError(f"site {s!r} declares no ordered axis, so a place shift has nothing to roll; drop "

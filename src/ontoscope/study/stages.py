@@ -14,6 +14,7 @@ import numpy as np
 
 from ontoscope.artifacts import save_table
 from ontoscope.models.protocol import AudioModel
+from ontoscope.stimuli.dataset import StimulusSet
 from ontoscope.study.config import ModelPlan, StudyConfig
 
 __all__ = ["choose_sites", "controls_stage", "latent_stage", "load_plan_model", "operational_stage", "pairs_stage",
@@ -21,13 +22,20 @@ __all__ = ["choose_sites", "controls_stage", "latent_stage", "load_plan_model", 
 
 
 def _render(cfg: StudyConfig, out: Path, pairs: bool) -> dict[str, Any]:
+    n = _render_at(cfg, out / "set", cfg.stimuli.sample_rate, pairs=pairs).factors.shape[0]
+    return {"clips": n}
+
+
+def _render_at(cfg: StudyConfig, out: Path, sr: int, *, pairs: bool) -> StimulusSet:
+    """The study's stimuli (or pairs) rendered into ``out`` at ``sr`` Hz: the same factor values as at the
+    study's own rate (the draw depends on the seed alone), so a model at another rate hears the same sounds
+    with their partials up to its own Nyquist, rather than resampled clips that keep the study's band limit."""
     from ontoscope.stimuli.source import render_stimuli
 
     s = cfg.stimuli
-    n = s.pairs if pairs else s.n
-    render_stimuli(out / "set", cfg.stimuli.space(), n, s.sample_rate, s.seconds, s.seed + (1 if pairs else 0),
-                   source=s.source, bank=s.bank, programs=s.programs, pairs=pairs, overwrite=True, progress=False)
-    return {"clips": n}
+    return render_stimuli(out, cfg.stimuli.space(), s.pairs if pairs else s.n, sr, s.seconds,
+                          s.seed + (1 if pairs else 0), source=s.source, bank=s.bank, programs=s.programs, pairs=pairs,
+                          overwrite=True, progress=False)
 
 
 def stimuli_stage(cfg: StudyConfig, out: Path) -> dict[str, Any]:
@@ -44,7 +52,6 @@ def train_stage(plan: ModelPlan, stimuli: Path, out: Path) -> dict[str, Any]:
     """Train a family model on the stimuli into ``out`` (resuming a checkpoint left there)."""
     from ontoscope.models.spec import parse_spec
     from ontoscope.models.train import train
-    from ontoscope.stimuli.dataset import StimulusSet
 
     spec = parse_spec(plan.spec)
     ds = StimulusSet.load(stimuli / "set")
@@ -120,12 +127,15 @@ def operational_stage(cfg: StudyConfig, plan: ModelPlan, train_dir: Path | None,
     """The operational ontology of one model, with its figures (``OperationalOntology.save`` layout)."""
     from ontoscope.probing.figures import write_operational_figures
     from ontoscope.probing.operational import operational_ontology
-    from ontoscope.stimuli.dataset import StimulusSet
 
     oc = cfg.analyses.operational
     model = load_plan_model(plan, train_dir)
+    stim_set = StimulusSet.load(stimuli / "set")
     pair_set = StimulusSet.load(pairs / "set") if pairs is not None else None
-    op = operational_ontology(model, StimulusSet.load(stimuli / "set"), pairs=pair_set,
+    if int(model.sample_rate) != stim_set.sr:  # the same clips rendered at the model's rate, not resampled
+        stim_set = _render_at(cfg, out / "stimuli", int(model.sample_rate), pairs=False)
+        pair_set = _render_at(cfg, out / "pairs", int(model.sample_rate), pairs=True) if pairs is not None else None
+    op = operational_ontology(model, stim_set, pairs=pair_set,
                               sites=oc.sites or choose_sites(model, oc.max_sites), families=oc.families,
                               doses=oc.doses, n_steer=oc.n_steer, das=oc.das, das_rank=oc.das_rank,
                               das_steps=oc.das_steps, erasure=oc.erasure, seed=plan.seed, progress=False)
@@ -138,7 +148,6 @@ def controls_stage(cfg: StudyConfig, stimuli: Path, pairs: Path | None, out: Pat
     """The control models' operational rows (``controls.parquet``) and their rates per family
     (``control_rates.parquet``)."""
     from ontoscope.probing.controls import control_rates, controls_passed, run_controls
-    from ontoscope.stimuli.dataset import StimulusSet
 
     cc, oc = cfg.analyses.controls, cfg.analyses.operational
     rows = run_controls(StimulusSet.load(stimuli / "set"),
