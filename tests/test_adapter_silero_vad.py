@@ -207,6 +207,18 @@ def test_receptive_fields_measured_by_gradients(vad):
             assert support.numel() == vad.site(name).receptive_field - 1
 
 
+def test_the_operator_analysis_traces_the_chunks_and_the_recurrence(vad):
+    """The traced geometry equals the declared one (512-sample chunks read through 576-sample windows), the LSTM
+    sites are recurrent, and their effective memory is longer than a chunk's window."""
+    from ontoscope.operators.receptive_field import site_geometry
+
+    geo = site_geometry(vad).set_index("site")
+    assert (geo["stride"] == 512).all() and (geo["empirical_stride"] == 512).all() and geo["geometry_agrees"].all()
+    assert (geo.loc[["stft", "conv1", "conv2", "conv3", "conv4"], "receptive_field_samples"] == 576).all()
+    assert geo.loc["lstm", "recurrent"] and geo.loc["output", "recurrent"] and not geo.loc["conv4", "recurrent"]
+    assert geo.loc["lstm", "effective_rf_samples"] > 4 * 576
+
+
 def test_speech_like_babble_is_detected_and_silence_and_steady_sounds_are_not(vad):
     """Synthetic babble (changing vowel formants, falling f0, syllabic envelope, noise bursts between syllables)
     is speech for the trained model: mean probability 0.42 and 27 of 63 chunks above 0.5 (measured); silence stays

@@ -214,8 +214,30 @@ def silero_vad_weights(weights: Literal["onnx", "safetensors"] = "onnx") -> dict
 
 
 def _chunk_note(stride: int, rf: int, extra: dict | None = None) -> dict:
+    """Notes of a within-chunk site; ``frame`` and ``hop`` are the chunk windows the operator analysis traces."""
     return {"freq_axis": "sub-frame within the chunk (time, not frequency)", "within_chunk_stride": stride,
-            "within_chunk_rf": min(rf, WINDOW), "chunk": CHUNK, "context": CONTEXT, "window": WINDOW, **(extra or {})}
+            "within_chunk_rf": min(rf, WINDOW), "chunk": CHUNK, "context": CONTEXT, "window": WINDOW,
+            "frame": WINDOW, "hop": CHUNK, **(extra or {})}
+
+
+class _ChunkLSTM(nn.LSTMCell):
+    """The LSTM cell stepped over chunks, written out gate by gate (so forward-mode derivatives run on CPU).
+
+    ``[B, H, 1, T]`` chunk features -> hidden states ``[B, H, T]``, from zero state; same weights and state-dict
+    keys as ``nn.LSTMCell`` (PyTorch's gate order i, f, g, o)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        inputs = F.linear(x.squeeze(2).permute(2, 0, 1), self.weight_ih, self.bias_ih)  # [T, B, 4H]
+        h = inputs.new_zeros(inputs.shape[1], self.hidden_size)
+        c = h
+        states = []
+        for gates_x in inputs.unbind(0):
+            gates = gates_x + F.linear(h, self.weight_hh, self.bias_hh)
+            i, f, g, o = gates.chunk(4, dim=1)
+            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h = torch.sigmoid(o) * torch.tanh(c)
+            states.append(h)
+        return torch.stack(states, dim=2)
 
 
 class SileroVadModel(StagedModel):
@@ -234,7 +256,7 @@ class SileroVadModel(StagedModel):
         common = {"stride": CHUNK, "receptive_field": WINDOW}
         stages: list[tuple[Site, nn.Module]] = [
             (Site("stft", "BCFT", N_BINS, role="encoder", freq_bins=4, **common,
-                  notes=_chunk_note(HOP, N_FFT, {"bin_hz": SAMPLE_RATE / N_FFT, "n_fft": N_FFT, "hop": HOP})),
+                  notes=_chunk_note(HOP, N_FFT, {"bin_hz": SAMPLE_RATE / N_FFT, "n_fft": N_FFT, "stft_hop": HOP})),
              Step(self._stft, "reflect pad, STFT conv (256, hop 128), magnitude")),
         ]
         length, w_stride, w_rf = 4, HOP, N_FFT
@@ -258,7 +280,7 @@ class SileroVadModel(StagedModel):
         self.stft_conv = nn.Conv1d(1, 2 * N_BINS, N_FFT, stride=HOP, bias=False)
         self.conv1, self.conv2, self.conv3, self.conv4 = (nn.Conv1d(c_in, c_out, 3, stride=s, padding=1)
                                                           for c_in, c_out, s in _CONVS)
-        self.lstm_cell = nn.LSTMCell(HIDDEN, HIDDEN)
+        self.lstm_cell = _ChunkLSTM(HIDDEN, HIDDEN)
         self.final_conv = nn.Conv1d(HIDDEN, 1, 1)
 
     def preprocess(self, audio: torch.Tensor) -> torch.Tensor:
@@ -289,18 +311,7 @@ class SileroVadModel(StagedModel):
         return y.reshape(b, t, *y.shape[1:]).permute(0, 2, 3, 1)
 
     def _lstm(self, x: torch.Tensor) -> torch.Tensor:
-        cell = self.lstm_cell
-        inputs = F.linear(x.squeeze(2).permute(2, 0, 1), cell.weight_ih, cell.bias_ih)  # [T, B, 4H]
-        h = inputs.new_zeros(inputs.shape[1], HIDDEN)
-        c = h
-        states = []
-        for gates_x in inputs.unbind(0):
-            gates = gates_x + F.linear(h, cell.weight_hh, cell.bias_hh)
-            i, f, g, o = gates.chunk(4, dim=1)
-            c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h = torch.sigmoid(o) * torch.tanh(c)
-            states.append(h)
-        return torch.stack(states, dim=2)
+        return self.lstm_cell(x)
 
     def _decode(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.final_conv(F.relu(x)))
