@@ -250,3 +250,22 @@ def test_the_controller_is_differentiable_for_das(space):
     acts = torch.zeros(1, 32, 4, requires_grad=True)
     model.resume(acts, "controller.hidden1", 1600).sum().backward()
     assert acts.grad is not None and torch.isfinite(acts.grad).all()
+
+
+@pytest.mark.slow
+def test_an_output_driven_out_of_its_domain_reads_nan_not_an_error(space, sets):
+    """An edit of a softmax site (PESTO's output) can leave a "distribution" whose decoded pitch is infinite (the
+    local weights sum to zero or less). The readout of such a clip is NaN; the other clips are read as before."""
+    from ontoscope.models.registry import load_model
+    from ontoscope.probing.operational import _make_readout
+
+    ds, _ = sets
+    pesto = load_model("pesto")
+    readout = _make_readout(pesto, ds, space, np.arange(len(ds)), 16, 0)
+    with torch.no_grad():
+        out = pesto(ds.audio([0, 1]))
+    broken = out.clone()
+    broken[1, 0, 5] = float("inf")
+    before, after = readout(out), readout(broken)
+    assert before.notna().any(axis=None) and after.loc[1].isna().all()
+    pd.testing.assert_series_equal(after.loc[0], before.loc[0])

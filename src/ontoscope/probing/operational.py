@@ -626,7 +626,8 @@ def _make_readout(model: AudioModel, stimuli: StimulusSet, space: FactorSpace, t
 
     A factor whose probe does not reach a cross-validated R² of ``MIN_READOUT_R2`` is not carried by the output
     and reads NaN: a pitch tracker's output says nothing of loudness, and a probe that guesses it from the pitch
-    would make every pitch edit look like leakage."""
+    would make every pitch edit look like leakage. An output with non-finite values (an edit of a softmax site
+    that leaves no distribution to decode) reads NaN too: nothing was measured."""
     first = model.sites()[0].name
     outs = []
     with torch.no_grad():
@@ -642,8 +643,13 @@ def _make_readout(model: AudioModel, stimuli: StimulusSet, space: FactorSpace, t
 
     def readout(y: torch.Tensor) -> pd.DataFrame:
         z = _pool_output(y)
-        return pd.DataFrame({n: space[n].denormalize(np.clip(f.predict(z)[:, 0], 0, 1)) if f is not None
-                             else np.full(len(z), np.nan) for n, f in fits.items()})
+        ok = np.isfinite(z).all(axis=1)  # an edit can drive an output out of its domain (a negative distribution)
+        cols = {}
+        for n, f in fits.items():
+            cols[n] = np.full(len(z), np.nan)
+            if f is not None and ok.any():
+                cols[n][ok] = space[n].denormalize(np.clip(f.predict(z[ok])[:, 0], 0, 1))
+        return pd.DataFrame(cols)
 
     return readout
 
