@@ -15,6 +15,7 @@ SPECS = [
     dict(family="conv_ae", strides=[2, 4], width=4, depth=1, bottleneck=8),
     dict(family="conv_ae", strides=[3, 5], width=4, depth=2, kernel=7, bottleneck=4, antialias="blur"),
     dict(family="conv_ae", strides=[2, 2, 2], width=4, depth=0, bottleneck=2, quantizer=dict(codebooks=2, size=8)),
+    dict(family="conv_ae", strides=[2, 4], width=4, depth=1, compression=4, activation="snake"),
     dict(family="tcn", width=4, depth=3),
     dict(family="tcn", width=4, depth=2, decimation=4, kernel=5),
     dict(family="spec_cnn", width=4, pool=[(2, 2), (2, 4)], n_fft=256, hop=64, n_mels=32),
@@ -78,11 +79,59 @@ def test_quantizer_quantizes_to_codebook_sums():
         (dict(family="spec_cnn", mode="encoder", factors=["pitchiness"]), "unknown factor"),
         (dict(family="spec_cnn", hop=1024, n_fft=512), "hop"),
         (dict(family="tcn", depth=0), "depth"),
+        (dict(family="conv_ae", strides=[4, 4], compression=4, bottleneck=4), "or compression .*not both"),
+        (dict(family="conv_ae", strides=[4, 4], compression=3), "compression 3 gives 5.33333 latent channels"),
+        (dict(family="conv_ae", strides=[4, 4], compression=32), "compression 32 gives 0.5 latent channels"),
+        (dict(family="conv_ae", strides=[4, 4], compression="lots"), "compression must be a positive number"),
+        (dict(family="conv_ae", activation="relu"), "activation"),
     ],
 )
 def test_bad_specs(d, message):
     with pytest.raises(ConfigError, match=message):
         parse_spec(d)
+
+
+def test_compression_sets_the_bottleneck_and_every_spec_reports_it():
+    """Compression is input samples per latent float: total stride / bottleneck (times the bins at a 2-D
+    bottleneck); giving it sets the bottleneck, and the spec written back holds the bottleneck alone."""
+    from ontoscope.models.spec import spec_to_dict
+
+    for strides in ([4, 4, 4], [4, 4, 4, 4], [4, 4, 4, 4, 4]):
+        spec = parse_spec(dict(family="conv_ae", strides=strides, compression=16))
+        assert spec.bottleneck == math.prod(strides) // 16 and spec.compression == 16
+        assert parse_spec(spec_to_dict(spec)) == spec and "compression" not in spec_to_dict(spec)
+    model = build(parse_spec(dict(family="conv_ae", strides=[4, 4], width=4, compression=2)))
+    floats = model.encode(torch.randn(1, 1600), "bottleneck").numel()
+    assert 1600 / floats == 2  # measured: input samples per latent float
+    cnn = parse_spec(dict(family="spec_cnn", width=4, n_fft=256, hop=64, n_mels=32, pool=[(2, 2), (2, 4)],
+                          compression=8))
+    acts = build(cnn).encode(torch.randn(1, 64 * 8 * 10), "bottleneck")
+    assert cnn.bottleneck_bins == acts.shape[2] == 8 and cnn.bottleneck == acts.shape[1] == 8
+    assert cnn.compression == cnn.total_stride / (acts.shape[1] * acts.shape[2]) == 8  # 512 samples per frame
+    assert parse_spec(dict(family="tcn", bottleneck=4, decimation=4)).compression == 1
+
+
+def test_quantizer_bitrate_is_codebooks_times_bits_times_frame_rate():
+    spec = parse_spec(dict(family="conv_ae", strides=[4, 4, 4, 5], bottleneck=16,
+                           quantizer=dict(codebooks=8, size=1024)))
+    assert spec.bitrate == 8 * 10 * 16000 / 320  # 4 kbit/s at 50 frames/s
+    assert parse_spec(dict(family="conv_ae")).bitrate is None and parse_spec(dict(family="tcn")).bitrate is None
+
+
+def test_snake_is_x_plus_sin_squared_over_alpha_with_a_learnt_alpha_per_channel():
+    from ontoscope.models.layers import Snake1d
+
+    snake = Snake1d(3)
+    with torch.no_grad():
+        snake.alpha.copy_(torch.tensor([0.5, 1.0, 4.0]).view(1, 3, 1))
+    x = torch.linspace(-3, 3, 11).expand(2, 3, 11)
+    a = torch.tensor([0.5, 1.0, 4.0]).view(1, 3, 1)
+    torch.testing.assert_close(snake(x), x + torch.sin(a * x) ** 2 / a)
+    snake(x).sum().backward()
+    assert snake.alpha.grad is not None and snake.alpha.grad.shape == (1, 3, 1)
+    model = build(parse_spec(dict(family="conv_ae", strides=[2, 2], width=4, activation="snake")))
+    assert sum(isinstance(m, Snake1d) for m in model.modules()) > 0
+    assert not any(isinstance(m, torch.nn.ELU) for m in model.modules())
 
 
 def test_spec_yaml(tmp_path):

@@ -54,14 +54,37 @@ class SameConv1d(nn.Conv1d):
         return super().forward(F.pad(x, self._pad))
 
 
-class ResUnit1d(nn.Module):
-    """SEANet residual unit: ELU, dilated conv (k=3), ELU, 1x1 conv, plus the input."""
+class Snake1d(nn.Module):
+    """Snake activation ``x + sin^2(a x) / a`` with ``a`` learnt per channel (Ziyin, Hartwig & Ueda 2020,
+    "Neural networks fail to learn periodic functions and how to fix it", NeurIPS), as DAC and BigVGAN use it:
+    a periodic inductive bias. Input ``[B, C, T]``; ``a`` starts at 1."""
 
-    def __init__(self, channels: int, dilation: int, kernel: int = 3) -> None:
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.ones(1, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.alpha
+        return x + torch.sin(a * x).pow(2) / (a + 1e-9)
+
+
+def activation(kind: str, channels: int) -> nn.Module:
+    """The family's nonlinearity: ``elu`` or ``snake`` (:class:`Snake1d` over ``channels``)."""
+    if kind == "elu":
+        return nn.ELU()
+    if kind == "snake":
+        return Snake1d(channels)
+    raise ValueError(f"unknown activation {kind!r}; use elu or snake")
+
+
+class ResUnit1d(nn.Module):
+    """SEANet residual unit: activation, dilated conv (k=3), activation, 1x1 conv, plus the input."""
+
+    def __init__(self, channels: int, dilation: int, kernel: int = 3, act: str = "elu") -> None:
         super().__init__()
         hidden = max(channels // 2, 1)
-        self.block = nn.Sequential(nn.ELU(), SameConv1d(channels, hidden, kernel, dilation), nn.ELU(),
-                                   nn.Conv1d(hidden, channels, 1))
+        self.block = nn.Sequential(activation(act, channels), SameConv1d(channels, hidden, kernel, dilation),
+                                   activation(act, hidden), nn.Conv1d(hidden, channels, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.block(x)

@@ -35,6 +35,41 @@ class QuantizerSpec(_Spec):
     size: int = Field(256, ge=2, le=65536)
     commitment: float = Field(0.25, ge=0)
 
+    def bitrate(self, frame_rate: float) -> float:
+        """Bits per second the codes carry: ``codebooks * log2(size) * frame_rate``."""
+        return self.codebooks * math.log2(self.size) * frame_rate
+
+
+def _from_compression(data: object, floats_per_channel: int | None = None) -> object:
+    """Turn a ``compression`` given in place of ``bottleneck`` into the bottleneck width it implies.
+
+    ``compression`` is input samples per latent float, so ``bottleneck = total_stride / (compression * f)``
+    with ``f`` the frequency bins at the bottleneck (1 for a waveform model); it must come out a whole number.
+    """
+    if not isinstance(data, dict) or data.get("compression") is None:
+        return data
+    data = dict(data)
+    compression = data.pop("compression")
+    if data.get("bottleneck") is not None:
+        raise ValueError("give bottleneck (latent channels) or compression (input samples per latent float), "
+                         "not both")
+    if isinstance(compression, bool) or not isinstance(compression, (int, float)) or compression <= 0:
+        raise ValueError(f"compression must be a positive number of input samples per latent float, got "
+                         f"{compression!r}")
+    per_frame = _stride_of(data) / compression / (floats_per_channel or 1)
+    if abs(per_frame - round(per_frame)) > 1e-9 or round(per_frame) < 1:
+        bins = f" over {floats_per_channel} frequency bins" if floats_per_channel else ""
+        raise ValueError(f"compression {compression:g} gives {per_frame:g} latent channels (total stride "
+                         f"{_stride_of(data)}{bins}); choose a compression that divides it into a whole number")
+    data["bottleneck"] = int(round(per_frame))
+    return data
+
+
+def _stride_of(data: dict) -> int:
+    if data.get("family", "conv_ae") == "spec_cnn":
+        return int(data.get("hop", 128)) * math.prod(int(t) for _, t in data.get("pool", [(2, 2)] * 3))
+    return math.prod(int(s) for s in data.get("strides", [2, 4, 4, 8]))
+
 
 class ConvAESpec(_Spec):
     """Waveform autoencoder; total stride = product of ``strides``."""
@@ -46,9 +81,16 @@ class ConvAESpec(_Spec):
     max_channels: int = Field(512, ge=1)
     depth: int = Field(1, ge=0, le=12, description="residual units per block (dilations 1, 3, 9, ...)")
     kernel: int | None = Field(None, ge=1, description="kernel of the strided convs; default 2 x stride")
-    bottleneck: int = Field(32, ge=1, description="latent channels: the compression knob")
+    bottleneck: int = Field(32, ge=1, description="latent channels (or give compression instead)")
     antialias: Literal["none", "blur"] = "none"
+    activation: Literal["elu", "snake"] = Field("elu", description="elu, or snake: x + sin^2(a x) / a, a learnt "
+                                                                   "per channel (Ziyin et al. 2020)")
     quantizer: QuantizerSpec | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _compression(cls, data: object) -> object:
+        return _from_compression(data)
 
     @model_validator(mode="after")
     def _check(self) -> ConvAESpec:
@@ -60,6 +102,16 @@ class ConvAESpec(_Spec):
     @property
     def total_stride(self) -> int:
         return math.prod(self.strides)
+
+    @property
+    def compression(self) -> float:
+        """Input samples per latent float: ``total_stride / bottleneck``."""
+        return self.total_stride / self.bottleneck
+
+    @property
+    def bitrate(self) -> float | None:
+        """Bits per second of the quantizer's codes, or None without one."""
+        return None if self.quantizer is None else self.quantizer.bitrate(self.sample_rate / self.total_stride)
 
     def kernel_for(self, stride: int) -> int:
         """Kernel of the strided conv for ``stride`` (the ``kernel`` rule)."""
@@ -80,9 +132,17 @@ class SpecCNNSpec(_Spec):
     depth: int = Field(1, ge=1, le=8, description="3x3 convs per block")
     pool: list[tuple[int, int]] = Field(default_factory=lambda: [(2, 2), (2, 2), (2, 2)], min_length=1,
                                         description="(freq, time) pooling after each block")
-    bottleneck: int = Field(32, ge=1)
+    bottleneck: int = Field(32, ge=1, description="latent channels per frequency bin (or give compression)")
     mode: Literal["autoencoder", "encoder"] = "autoencoder"
     factors: list[str] = Field(default_factory=list, description="factors regressed in encoder mode")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _compression(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("compression") is not None:
+            probe = {k: v for k, v in data.items() if k not in ("compression", "bottleneck")}
+            return _from_compression(data, SpecCNNSpec(**probe).bottleneck_bins)
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> SpecCNNSpec:
@@ -107,6 +167,24 @@ class SpecCNNSpec(_Spec):
     def total_stride(self) -> int:
         return self.hop * math.prod(t for _, t in self.pool)
 
+    @property
+    def bottleneck_bins(self) -> int:
+        """Frequency bins at the bottleneck: the front end's bins through each pooling (rounded up)."""
+        bins = self.n_mels if self.frontend == "logmel" else self.n_fft // 2 + 1
+        for pf, _ in self.pool:
+            bins = math.ceil(bins / pf)
+        return bins
+
+    @property
+    def compression(self) -> float:
+        """Input samples per latent float: ``total_stride / (bottleneck * bottleneck_bins)``."""
+        return self.total_stride / (self.bottleneck * self.bottleneck_bins)
+
+    @property
+    def bitrate(self) -> None:
+        """None: no quantizer in this family."""
+        return None
+
 
 class TCNSpec(_Spec):
     """Temporal conv net at stride 1 (after an optional fixed decimation), as an autoencoder."""
@@ -122,6 +200,16 @@ class TCNSpec(_Spec):
     @property
     def total_stride(self) -> int:
         return self.decimation
+
+    @property
+    def compression(self) -> float:
+        """Input samples per latent float: ``decimation / bottleneck``."""
+        return self.total_stride / self.bottleneck
+
+    @property
+    def bitrate(self) -> None:
+        """None: no quantizer in this family."""
+        return None
 
 
 ArchSpec = Annotated[ConvAESpec | SpecCNNSpec | TCNSpec, Field(discriminator="family")]
@@ -140,9 +228,9 @@ def parse_spec(data: dict, source: str = "spec") -> ConvAESpec | SpecCNNSpec | T
         return _ADAPTER.validate_python(data)
     except ValidationError as e:
         err = e.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"][1:]) or "spec"
+        loc = ".".join(str(p) for p in err["loc"][1:])
         msg = err["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"{source}: {loc}: {msg}") from None
+        raise ConfigError(f"{source}: {loc}: {msg}" if loc else f"{source}: {msg}") from None
 
 
 def load_spec(path: str | os.PathLike) -> ConvAESpec | SpecCNNSpec | TCNSpec:

@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ontoscope.models.layers import Blur1d, Downsample1d, ResUnit1d, SameConv1d, Upsample1d
+from ontoscope.models.layers import Blur1d, Downsample1d, ResUnit1d, SameConv1d, Snake1d, Upsample1d
 from ontoscope.models.protocol import AudioModel, StagedModel
 from ontoscope.operators.spectra import dense_weight
 
@@ -59,7 +59,7 @@ __all__ = [
 ]
 
 _POINTWISE = (nn.ELU, nn.ReLU, nn.LeakyReLU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.Identity, nn.Dropout,
-              nn.PReLU, nn.Softplus)
+              nn.PReLU, nn.Softplus, Snake1d)
 
 
 def _freqs(n_grid: int) -> np.ndarray:
