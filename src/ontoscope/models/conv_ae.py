@@ -3,7 +3,8 @@
 Encoder: an input conv (k=7), then per stride ``s_i`` a block of ``depth``
 residual units (dilations 1, 3, 9, ...) followed by a strided conv (kernel
 ``2 s_i`` by default; optionally a windowed-sinc low-pass before it), channels
-doubling per block, with ELU or Snake (Ziyin et al. 2020) nonlinearities (``activation``); then a conv to ``bottleneck`` channels and an optional
+doubling per block, with ELU or Snake (Ziyin et al. 2020) nonlinearities
+(``activation``); then a conv to ``bottleneck`` channels and an optional
 residual vector quantizer. The decoder mirrors it with transposed convs.
 (Tagliasacchi et al. 2020, SEANet; Défossez et al. 2022, EnCodec.)
 """
