@@ -231,7 +231,7 @@ def views_table(run: Path, t: dict[str, pd.DataFrame]) -> str | None:
 
 
 def main(argv: list[str]) -> None:
-    arch_knobs = ["total_stride", "bottleneck", "antialias"]
+    arch_knobs = ["total_stride", "compression", "antialias"]
     scale_knobs = ["width", "depth", "data_size"]
     figures = None
     if "--figures" in argv:

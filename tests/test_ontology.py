@@ -38,7 +38,7 @@ def _status(score: float) -> str:
     return "icv" if score >= 0.5 else "absent" if score < 0.05 else "entangled"
 
 
-def study(strides=(2, 4, 8, 16), bottlenecks=(8, 32), widths=(16,), seeds=(0, 1, 2), trained=(True,),
+def study(strides=(2, 4, 8, 16), compressions=(1, 4), widths=(16,), seeds=(0, 1, 2), trained=(True,),
           static=lambda k: 0.8, oscillatory=lambda k: 0.1, predict=None, noise=0.02, pretrained=False, seed=0):
     """``models``, ``latent``, ``operational`` tables: every model has the sites ``SITES`` and the factors
     ``STATIC + OSC``; a factor's ICV score is ``static(knobs)`` or ``oscillatory(knobs)`` plus Gaussian noise,
@@ -46,16 +46,17 @@ def study(strides=(2, 4, 8, 16), bottlenecks=(8, 32), widths=(16,), seeds=(0, 1,
     ``predict(knobs, site, factor)`` gives the latent status (default: ``affords``)."""
     rng = np.random.default_rng(seed)
     models, latent, operational = [], [], []
-    design = [dict(total_stride=s, bottleneck=b, width=w, seed=sd, trained=t, family="conv_ae")
-              for s, b, w, sd, t in product(strides, bottlenecks, widths, seeds, trained)]
+    design = [dict(total_stride=s, compression=c, bottleneck=s / c, width=w, seed=sd, trained=t, family="conv_ae")
+              for s, c, w, sd, t in product(strides, compressions, widths, seeds, trained)]
     if pretrained:
-        design.append(dict(total_stride=np.nan, bottleneck=np.nan, width=np.nan, seed=np.nan, trained=True,
-                           family="pretrained"))
+        design.append(dict(total_stride=np.nan, compression=np.nan, bottleneck=np.nan, width=np.nan, seed=np.nan,
+                           trained=True, family="pretrained"))
     for k in design:
         name = ("crepe:tiny" if k["family"] == "pretrained" else
-                f"conv_ae_s{k['total_stride']}_b{k['bottleneck']}_w{k['width']}_t{int(k['trained'])}_{k['seed']}")
+                f"conv_ae_s{k['total_stride']}_c{k['compression']}_w{k['width']}_t{int(k['trained'])}_{k['seed']}")
         models.append({"model": name, "family": k["family"], "total_stride": k["total_stride"],
-                       "bottleneck": k["bottleneck"], "antialias": np.nan if k["family"] == "pretrained" else False,
+                       "bottleneck": k["bottleneck"], "compression": k["compression"],
+                       "antialias": np.nan if k["family"] == "pretrained" else False,
                        "width": k["width"], "depth": 1, "data_size": 512 if k["trained"] else 0,
                        "steps": 400 if k["trained"] else 0, "seed": k["seed"], "trained": k["trained"],
                        "ref": f"runs/{name}"})
@@ -124,7 +125,7 @@ SCORE_OF = {("encoder.down0", "f0"): 0.9, ("encoder.down0", "loudness"): 0.3, ("
 def constructed():
     """Two models, each with one held affords/icv, one over-prediction, one under-prediction and three held limits;
     the modulation of vibrato at the first site scores higher than the additive one."""
-    models, _, _ = study(strides=(8,), bottlenecks=(16,), seeds=(0, 1))
+    models, _, _ = study(strides=(8,), compressions=(4,), seeds=(0, 1))
     lat = [{"model": m, "site": s, "factor": f, "status": st}
            for m in models["model"] for (s, f), st in LATENT_OF.items()]
     op = []
@@ -195,9 +196,9 @@ def test_stride_slope_is_recovered_and_claim_1_supported():
     assert (row["n_models"], row["n_seeds"], row["n_values"]) == (24, 3, 4)
     groups = att.slopes[(att.slopes["knob"] == "total_stride") & (att.slopes["factor_kind"] == "all")
                         & (att.slopes["score"] == "mean")]
-    assert set(groups["group"]) == {"bottleneck=8", "bottleneck=32", "pooled"}
+    assert set(groups["group"]) == {"compression=1", "compression=4", "pooled"}
     assert (groups.loc[groups["group"] != "pooled", "n_models"] == 12).all()
-    b = _pooled(att.slopes, "bottleneck")
+    b = _pooled(att.slopes, "compression")
     assert b["ci_low"] < 0 < b["ci_high"]
     m = att.means[(att.means["knob"] == "total_stride") & (att.means["group"] == "pooled")
                   & (att.means["factor_kind"] == "all") & (att.means["score"] == "mean")].set_index("value")
@@ -208,23 +209,49 @@ def test_stride_slope_is_recovered_and_claim_1_supported():
     assert "total stride" in verdict["numbers"]
 
 
+def test_compression_and_stride_are_told_apart():
+    """Scores that fall with compression alone (bottleneck narrowing at each stride) give a compression slope of
+    -0.1 per doubling and no stride slope: the two knobs are separated because each is held while the other
+    varies (the bottleneck widens with the stride at a fixed compression)."""
+    models, latent, operational = study(compressions=(1, 2, 4, 8),
+                                        static=lambda k: 0.9 - 0.1 * math.log2(k["compression"]),
+                                        oscillatory=lambda k: 0.9 - 0.1 * math.log2(k["compression"]))
+    att = attribution(models, operational)
+    c, s = _pooled(att.slopes, "compression"), _pooled(att.slopes, "total_stride")
+    assert c["slope"] == pytest.approx(-0.1, abs=0.01) and c["ci_high"] < 0
+    assert s["ci_low"] < 0 < s["ci_high"] and abs(s["slope"]) < 0.01
+    verdict = _verdict(claims(models, latent, operational), 1)
+    assert verdict["verdict"] == "supported" and "compression" in verdict["reason"]
+
+
+def test_activation_is_a_knob_snake_minus_elu():
+    models, latent, operational = study(strides=(8,), compressions=(4,))
+    snake = models.assign(activation="snake", model=models["model"] + "_snake")
+    ops = operational.assign(model=operational["model"] + "_snake",
+                             icv_score=np.clip(operational["icv_score"] + 0.2, 0, 1))
+    att = attribution(pd.concat([models.assign(activation="elu"), snake], ignore_index=True),
+                      pd.concat([operational, ops], ignore_index=True))
+    a = _pooled(att.slopes, "activation")
+    assert 0.1 < a["slope"] < 0.21 and a["ci_low"] > 0  # snake minus elu (scores clipped at 1)
+
+
 def test_flat_design_does_not_support_claim_1():
     models, latent, operational = study(static=lambda k: 0.6, oscillatory=lambda k: 0.6)
     c = _verdict(claims(models, latent, operational), 1)
     assert c["verdict"] == "not supported" and "rules out a fall" in c["reason"]
 
 
-def test_single_stride_and_bottleneck_leave_claim_1_inconclusive():
-    models, latent, operational = study(strides=(8,), bottlenecks=(16,))
+def test_single_stride_and_compression_leave_claim_1_inconclusive():
+    models, latent, operational = study(strides=(8,), compressions=(4,))
     c = _verdict(claims(models, latent, operational), 1)
-    assert c["verdict"] == "inconclusive" and "neither total stride nor bottleneck" in c["reason"]
+    assert c["verdict"] == "inconclusive" and "neither total stride nor compression" in c["reason"]
     one_seed = study(seeds=(0,), static=lambda k: 1 - 0.1 * math.log2(k["total_stride"]))
     c = _verdict(claims(*one_seed), 1)
     assert c["verdict"] == "inconclusive" and "fewer than 2 seeds" in c["reason"]
 
 
 def test_trained_minus_random_difference_and_pretrained_models():
-    models, latent, operational = study(strides=(4, 16), bottlenecks=(16,), trained=(True, False),
+    models, latent, operational = study(strides=(4, 16), compressions=(4,), trained=(True, False),
                                         static=lambda k: 0.7 if k["trained"] else 0.3,
                                         oscillatory=lambda k: 0.7 if k["trained"] else 0.3, pretrained=True)
     att = attribution(models, operational)
@@ -247,15 +274,15 @@ def test_claim_2_static_against_oscillatory():
     assert "0 of 24" in c["numbers"]
     c = _verdict(claims(*study(static=lambda k: 0.6, oscillatory=lambda k: 0.6)), 2)
     assert c["verdict"] == "not supported"
-    c = _verdict(claims(*study(strides=(8,), bottlenecks=(16,), seeds=(0,))), 2)
+    c = _verdict(claims(*study(strides=(8,), compressions=(4,), seeds=(0,))), 2)
     assert c["verdict"] == "inconclusive" and "two trained models" in c["reason"]
 
 
 def test_claim_3_scale_knobs():
-    flat = study(strides=(8,), bottlenecks=(16,), widths=(16, 32, 64), noise=0.005)
+    flat = study(strides=(8,), compressions=(4,), widths=(16, 32, 64), noise=0.005)
     c = _verdict(claims(*flat), 3)
     assert c["verdict"] == "supported" and "width" in c["numbers"] and "depth not swept" in c["numbers"]
-    lifted = study(strides=(8,), bottlenecks=(16,), widths=(16, 32, 64), noise=0.005,
+    lifted = study(strides=(8,), compressions=(4,), widths=(16, 32, 64), noise=0.005,
                    oscillatory=lambda k: 0.1 + 0.1 * math.log2(k["width"] / 16))
     c = _verdict(claims(*lifted), 3)
     assert c["verdict"] == "not supported" and c["estimate"] == pytest.approx(0.1, abs=0.01) and c["ci_low"] > 0
@@ -299,7 +326,7 @@ def _one_line(excinfo) -> str:
 
 
 def test_bad_tables_raise_one_line_config_errors():
-    models, latent, operational = study(strides=(8,), bottlenecks=(16,))
+    models, latent, operational = study(strides=(8,), compressions=(4,))
     cases = [
         ((models.drop(columns="bottleneck"), latent, operational), "lacks the columns \\['bottleneck'\\]"),
         ((models, latent.iloc[:0], operational), "latent table is empty"),

@@ -7,10 +7,13 @@ over the static and oscillatory ones apart. For each knob:
 ==================  ===========  ==================================================================
 knob                x            models compared, with every other knob held fixed
 ==================  ===========  ==================================================================
-``total_stride``    log2         trained; groups share family, bottleneck, antialias, width, depth,
-                                 data_size, steps
-``bottleneck``      log2         trained; likewise
+``total_stride``    log2         trained; groups share family, compression, antialias, activation,
+                                 bitrate, width, depth, data_size, steps
+``compression``     log2         trained; likewise (input samples per latent float: at a fixed
+                                 stride, halving the bottleneck doubles it)
 ``antialias``       0 / 1        trained; likewise
+``activation``      0 / 1        trained; likewise (snake = 1, elu = 0)
+``bitrate``         log2         trained, with a quantizer; likewise
 ``width``           log2         trained; groups share family, the architecture knobs, depth,
                                  data_size, steps
 ``depth``           linear       trained; likewise (a depth may be 0)
@@ -18,13 +21,15 @@ knob                x            models compared, with every other knob held fix
 ``trained``         0 / 1        all; groups share family, the architecture knobs, width, depth
 ==================  ===========  ==================================================================
 
-The seed is never held fixed: models that differ only in it are the replicates. Within a group the
+Downsampling and compression are separate knobs: the stride slope compares models at one compression
+(their bottlenecks widen with the stride), the compression slope models at one stride. The seed is
+never held fixed: models that differ only in it are the replicates. Within a group the
 slope of the score on ``x`` is fitted by least squares; across groups, by the within estimator (one
 intercept per group, a common slope: :func:`~ontoscope.ontology.stats.within_slope`), with its t
 interval. A log2 slope is the change per doubling of the knob, a 0 / 1 slope the difference
-(with minus without, trained minus random). Models where the knob is NaN (pretrained models' strides)
-are left out of that knob's fits. Per knob value, the mean score and its t interval over the models
-at that value (for error bars).
+(with minus without, snake minus elu, trained minus random). Models where the knob is NaN (pretrained
+models' strides, models without a quantizer's bitrate) are left out of that knob's fits. Per knob
+value, the mean score and its t interval over the models at that value (for error bars).
 """
 
 from __future__ import annotations
@@ -42,12 +47,12 @@ __all__ = ["ARCHITECTURE", "KNOBS", "MEAN_COLUMNS", "SCALE", "SCORES", "SLOPE_CO
            "attribute", "attribution", "held_fixed"]
 
 #: Architecture knobs (claim 1 reads the first two).
-ARCHITECTURE = ("total_stride", "bottleneck", "antialias")
+ARCHITECTURE = ("total_stride", "compression", "antialias", "activation", "bitrate")
 #: Scale knobs (claim 3).
 SCALE = ("width", "depth", "data_size")
 #: Every knob and the transform of its values into ``x``.
-KNOBS = {"total_stride": "log2", "bottleneck": "log2", "antialias": "binary", "width": "log2",
-         "depth": "linear", "data_size": "log2", "trained": "binary"}
+KNOBS = {"total_stride": "log2", "compression": "log2", "antialias": "binary", "activation": "binary",
+         "bitrate": "log2", "width": "log2", "depth": "linear", "data_size": "log2", "trained": "binary"}
 #: The per-model scores attributed.
 SCORES = ("mean", "best_site")
 
@@ -55,7 +60,7 @@ SLOPE_COLUMNS = ("knob", "scale", "group", "factor_kind", "score", "slope", "ci_
                  "n_models", "n_seeds", "n_values")
 MEAN_COLUMNS = ("knob", "scale", "group", "factor_kind", "score", "value", "mean", "ci_low", "ci_high", "n_models",
                 "n_seeds")
-_FLAG_KNOBS = ("antialias", "trained")
+_FLAG_KNOBS = ("antialias", "activation", "trained")
 
 
 class Attribution(NamedTuple):
@@ -77,6 +82,8 @@ def _fmt(column: str, v: object) -> str:
     if isinstance(v, float):
         if np.isnan(v):
             return "nan"
+        if column == "activation":
+            return "snake" if v else "elu"
         if column in _FLAG_KNOBS:
             return str(bool(v))
         if v.is_integer():

@@ -11,9 +11,10 @@ ICV score (:mod:`~ontoscope.ontology.attribution`), in the claimed direction ``Â
 - *present*: otherwise, the interval excludes 0 on the claimed side;
 - *undecided*: neither, or fewer than ``min_seeds`` seeds, or no interval (too few models).
 
-Claim 1 (compression): the slope on log2 total stride (claimed negative) and on log2 bottleneck
-(claimed positive), over every factor. Supported if either swept knob's effect is present; not
-supported if every swept knob's is absent; inconclusive otherwise, or if neither is swept.
+Claim 1 (compression and downsampling): the slope on log2 total stride at a fixed compression and on
+log2 compression (input samples per latent float) at a fixed stride, both claimed negative, over every
+factor. Supported if either swept knob's effect is present; not supported if every swept knob's is
+absent; inconclusive otherwise, or if neither is swept.
 
 Claim 2 (oscillatory features): over the trained models measured on both kinds, the mean of the
 per-model difference static minus oscillatory mean score, with its t interval, and the share of
@@ -253,7 +254,7 @@ def judge(agreement_table: pd.DataFrame, attributed: Attribution, design: pd.Dat
     rules = rules or VerdictRules()
     slopes = attributed.slopes
     osc = "oscillatory" if (attributed.scores["factor_kind"] == "oscillatory").any() else "all"
-    rows = [_knob_claim(1, slopes, [("total_stride", -1), ("bottleneck", +1)], "all", rules),
+    rows = [_knob_claim(1, slopes, [("total_stride", -1), ("compression", -1)], "all", rules),
             _oscillatory_claim(design, attributed.scores, rules),
             _knob_claim(3, slopes, [(k, +1) for k in SCALE], osc, rules),
             _prediction_claim(agreement_table, design, rules)]

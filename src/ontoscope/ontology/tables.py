@@ -6,8 +6,10 @@ A study writes, for all its models together:
     One row per model: ``model`` (id), ``family`` (``conv_ae``, ``tcn``, ``spec_cnn``, ``pretrained``),
     ``total_stride``, ``bottleneck``, ``antialias`` (bool, or the spec's ``none`` / ``blur``), ``width``,
     ``depth``, ``data_size`` (training clips), ``steps``, ``seed``, ``trained`` (False: random
-    initialisation), optionally ``ref``. Architecture knobs are NaN where they do not apply
-    (pretrained models).
+    initialisation), optionally ``ref``, ``compression`` (input samples per latent float; default
+    ``total_stride / bottleneck``), ``activation`` (``elu`` / ``snake``; default ``elu`` for the family)
+    and ``bitrate`` (the quantizer's bits per second; default NaN, no quantizer). Architecture knobs
+    are NaN where they do not apply (pretrained models).
 ``latent``
     The latent ontologies' ``factors`` tables concatenated (:func:`~ontoscope.operators.latent.analyze`):
     one row per (model, site, factor) with the predicted ``status`` and its ``reason``.
@@ -58,7 +60,8 @@ LATENT_COLUMNS = ("model", "site", "factor", "status")
 OPERATIONAL_COLUMNS = ("model", "site", "factor", "factor_kind", "icv_score", "status")
 
 _NUMERIC = ("total_stride", "bottleneck", "width", "depth", "data_size", "steps", "seed")
-_FLAGS = {True: 1.0, False: 0.0, "true": 1.0, "false": 0.0, "blur": 1.0, "none": 0.0}  # 1 == True, 0 == False
+_FLAGS = {True: 1.0, False: 0.0, "true": 1.0, "false": 0.0, "blur": 1.0, "none": 0.0,  # 1 == True, 0 == False
+          "snake": 1.0, "elu": 0.0}
 _HINTS = {
     "models": "one row per model with the architecture, scale and training knobs",
     "latent": "the latent ontologies' `factors` tables concatenated, each with its `model`",
@@ -90,7 +93,8 @@ def _flag(series: pd.Series, column: str, allow_nan: bool) -> pd.Series:
             raise ConfigError(f"the models table has a missing {column}; give True or False for every model")
         key = v.lower() if isinstance(v, str) else (bool(v) if isinstance(v, (bool, np.bool_)) else v)
         if key not in _FLAGS:
-            raise ConfigError(f"the models table has {column}={v!r}; give True / False (or none / blur)")
+            raise ConfigError(f"the models table has {column}={v!r}; give True / False (or none / blur, elu / "
+                              "snake)")
         return _FLAGS[key]
 
     return series.map(one).astype(np.float64)
@@ -113,6 +117,19 @@ def check_models(models: pd.DataFrame) -> pd.DataFrame:
                               "not apply)") from None
     out["antialias"] = _flag(out["antialias"], "antialias", allow_nan=True)
     out["trained"] = _flag(out["trained"], "trained", allow_nan=False)
+    family = out["family"].astype(str) != "pretrained"
+    defaults = {"compression": out["total_stride"] / out["bottleneck"], "bitrate": np.nan,
+                "activation": np.where(family, "elu", None)}
+    for c, default in defaults.items():
+        if c not in out.columns:
+            out[c] = default
+    for c in ("compression", "bitrate"):
+        try:
+            out[c] = pd.to_numeric(out[c]).astype(np.float64)
+        except (TypeError, ValueError):
+            raise ConfigError(f"the models table's {c} column is not numeric; give numbers (NaN where it does "
+                              "not apply)") from None
+    out["activation"] = _flag(out["activation"], "activation", allow_nan=True)
     return out.reset_index(drop=True)
 
 

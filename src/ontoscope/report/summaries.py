@@ -14,11 +14,12 @@ __all__ = ["KNOBS", "KNOB_LABELS", "agreement", "axes", "best_rows", "bottleneck
            "model_means", "plotted_means"]
 
 #: The knobs of claims 1 and 3, in the order the report plots them, with their labels.
-KNOBS = {"total_stride": "total stride", "bottleneck": "bottleneck (channels)", "width": "width",
+KNOBS = {"total_stride": "total stride", "compression": "compression (samples per latent float)", "width": "width",
          "depth": "depth", "data_size": "data (clips)"}
 
 #: Labels of every knob a knob-means table may hold, in plotting order.
-KNOB_LABELS = {**KNOBS, "antialias": "antialias (0 none, 1 blur)", "trained": "trained (0 no, 1 yes)"}
+KNOB_LABELS = {**KNOBS, "antialias": "antialias (0 none, 1 blur)", "activation": "activation (0 elu, 1 snake)",
+               "bitrate": "quantizer bitrate (bit/s)", "trained": "trained (0 no, 1 yes)"}
 
 _KNOB_ALIASES = {"data": "data_size", "stride": "total_stride"}
 

@@ -120,9 +120,10 @@ def _knob_line(row: pd.Series | None, ref: str) -> str:
     if row is None:
         return ref
     parts = [str(row.get("family") or ref)]
-    for key, label in (("total_stride", "total stride"), ("bottleneck", "bottleneck"), ("antialias", "antialias"),
-                       ("width", "width"), ("depth", "depth"), ("data_size", "data"), ("steps", "steps"),
-                       ("seed", "seed")):
+    for key, label in (("total_stride", "total stride"), ("bottleneck", "bottleneck"),
+                       ("compression", "compression"), ("antialias", "antialias"), ("activation", "activation"),
+                       ("bitrate", "bitrate (bit/s)"), ("width", "width"), ("depth", "depth"), ("data_size", "data"),
+                       ("steps", "steps"), ("seed", "seed")):
         v = row.get(key)
         if not _missing(v):
             parts.append(f"{label} {_fmt(v)}")

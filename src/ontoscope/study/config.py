@@ -260,8 +260,8 @@ def expand_models(cfg: StudyConfig, source: str = "config") -> list[ModelPlan]:
                 raise ConfigError(f"{source}: models.{i}.ref: {e}") from None
             for seed in entry.seeds:
                 name = entry.name or entry.ref.replace(":", "_").replace("/", "_")
-                knobs = {k: None for k in ("total_stride", "bottleneck", "antialias", "width", "depth",
-                                           "data_size", "steps")}
+                knobs = {k: None for k in ("total_stride", "bottleneck", "compression", "antialias", "activation",
+                                           "bitrate", "width", "depth", "data_size", "steps")}
                 plans.append(ModelPlan(id=f"{name}_seed{seed}", kind="pretrained", ref=entry.ref, seed=seed,
                                        knobs={**knobs, "family": "pretrained", "trained": True}))
             continue
@@ -282,7 +282,7 @@ def expand_models(cfg: StudyConfig, source: str = "config") -> list[ModelPlan]:
                 except ConfigError as e:
                     raise ConfigError(f"{source}: models.{i}.train.{str(e).removeprefix('training config: ')}"
                                       ) from None
-                knobs = _knobs(sd, int(spec.total_stride), train, entry.trained)
+                knobs = _knobs(spec, sd, train, entry.trained)
                 label = "_".join(f"{k}{_label(v)}" for k, v in zip(keys, values, strict=True))
                 name = entry.name or entry.family
                 pid = f"{name}{'_' + label if label else ''}_seed{seed}"
@@ -301,8 +301,9 @@ def _label(v: Any) -> str:
     return str(v)
 
 
-def _knobs(spec: dict[str, Any], total_stride: int, train: dict[str, Any], trained: bool) -> dict[str, Any]:
-    return {"family": spec["family"], "total_stride": total_stride,
-            "bottleneck": spec.get("bottleneck"), "antialias": spec.get("antialias"),
-            "width": spec.get("width"), "depth": spec.get("depth"), "data_size": train.get("data_size"),
-            "steps": train.get("steps"), "trained": trained}
+def _knobs(spec: Any, sd: dict[str, Any], train: dict[str, Any], trained: bool) -> dict[str, Any]:
+    return {"family": sd["family"], "total_stride": int(spec.total_stride), "bottleneck": sd.get("bottleneck"),
+            "compression": float(spec.compression), "antialias": sd.get("antialias"),
+            "activation": sd.get("activation", "elu"), "bitrate": spec.bitrate, "width": sd.get("width"),
+            "depth": sd.get("depth"), "data_size": train.get("data_size"), "steps": train.get("steps"),
+            "trained": trained}
