@@ -109,18 +109,31 @@ def test_bad_configs_on_the_command_line_leave_nothing_behind(tmp_path):
     assert r.returncode == 2 and "no such config file" in r.stderr
 
 
-@pytest.mark.parametrize("name", ["demo", "paper", "paper_soundfont"])
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "configs")
+                                         .glob("*.yaml")))
 def test_the_shipped_configs_are_valid(name):
     from ontoscope.study import load_config
 
     cfg, _ = load_config(Path(__file__).resolve().parent.parent / "configs" / f"{name}.yaml")
     plans = expand_models(cfg)
-    strides = sorted({p.knobs["total_stride"] for p in plans if p.knobs["family"] == "conv_ae"})
-    assert strides[0] <= 16 and strides[-1] >= 512
+    assert plans
+    if name not in ("demo", "paper", "paper_soundfont"):
+        return
+    family = [p.knobs for p in plans if p.knobs["family"] == "conv_ae"]
+    # downsampling and compression apart: strides compared at one compression, compressions at one stride
+    by_compression = {}
+    by_stride = {}
+    for k in family:
+        by_compression.setdefault(k["compression"], set()).add(k["total_stride"])
+        by_stride.setdefault(k["total_stride"], set()).add(k["compression"])
+    assert any(len(v) > 1 for v in by_compression.values()) and any(len(v) > 1 for v in by_stride.values())
+    assert {"elu", "snake"} <= {k["activation"] for k in family}
     refs = {p.ref for p in plans if p.kind == "pretrained"}
-    assert {"crepe:tiny", "pesto"} <= refs
+    assert {"crepe:tiny", "pesto", "silero-vad", "resemblyzer"} <= refs
     if name != "demo":
-        assert {"crepe:full"} <= refs and len({p.seed for p in plans}) >= 3
+        strides = sorted(by_stride)
+        assert strides[0] <= 16 and strides[-1] >= 1024
+        assert {"crepe:full", "fcpe", "basic-pitch"} <= refs and len({p.seed for p in plans}) >= 3
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml")),
