@@ -51,3 +51,17 @@ def test_a_model_without_audio_has_no_fidelity(clips):
     model = _gain_model(1.0, output="embedding")
     assert reconstruct(model, clips) is None
     assert reconstruction_fidelity(model, clips, SR).empty
+
+
+def test_the_fidelity_gate_names_every_missed_threshold():
+    import pandas as pd
+
+    from ontoscope.models.fidelity import fidelity_gate
+
+    table = pd.DataFrame({"factor": ["f0 (vibrato < 20 cents)", "f0", "loudness", "brightness"],
+                          "median": [500.0, 39.0, 2.1, 9.0]})
+    assert fidelity_gate(table) == (False, "f0 39 cents > 25; loudness 2.1 dB > 1.5")
+    assert fidelity_gate(table, f0_cents=40, loudness_db=3) == (True, "")
+    assert fidelity_gate(table, f0_cents=40) == (False, "loudness 2.1 dB > 1.5")
+    assert fidelity_gate(table.iloc[:1]) == (True, "")  # no f0 or loudness score: nothing held against it
+    assert fidelity_gate(pd.DataFrame()) == (True, "")

@@ -235,6 +235,28 @@ def test_activation_is_a_knob_snake_minus_elu():
     assert 0.1 < a["slope"] < 0.21 and a["ci_low"] > 0  # snake minus elu (scores clipped at 1)
 
 
+def test_undertrained_models_are_flagged_and_left_out_of_the_claims():
+    """Scores fall with the stride only among models that fail the fidelity gate: with them left out, the
+    stride slope is flat and claim 1 is not supported; their agreement rows stay, flagged."""
+    models, latent, operational = study(strides=(2, 4, 8, 16), compressions=(4,),
+                                        static=lambda k: 0.9 - (0.3 if k["total_stride"] >= 8 else 0.0),
+                                        oscillatory=lambda k: 0.9 - (0.3 if k["total_stride"] >= 8 else 0.0),
+                                        noise=0.005)
+    bad = models["total_stride"] >= 8
+    gated = models.assign(fidelity=np.where(bad, "undertrained", "passed"),
+                          fidelity_reason=np.where(bad, "f0 80 cents > 25", ""))
+    both, kept = compare(models, latent, operational), compare(gated, latent, operational)
+    assert _pooled(both.attribution, "total_stride")["slope"] < -0.1
+    s = _pooled(kept.attribution, "total_stride")
+    assert abs(s["slope"]) < 0.02 and s["n_models"] == int((~bad).sum())
+    one = kept.claims.set_index("claim").loc[1]
+    assert one["verdict"] == "not supported" and f"{int(bad.sum())} undertrained models left out" in one["numbers"]
+    assert set(kept.agreement.loc[kept.agreement["undertrained"], "model"]) == set(models.loc[bad, "model"])
+    everyone = compare(models.assign(fidelity="undertrained"), latent, operational)
+    assert (everyone.claims["verdict"] == "inconclusive").all()
+    assert "every model of the study failed the fidelity gate" in everyone.claims["reason"].iloc[0]
+
+
 def test_flat_design_does_not_support_claim_1():
     models, latent, operational = study(static=lambda k: 0.6, oscillatory=lambda k: 0.6)
     c = _verdict(claims(models, latent, operational), 1)

@@ -67,6 +67,8 @@ BAD = [
     (_with("stimuli.source", "soundfont"), "needs bank"),
     (_with("analyses", {"operational": {"n_steer": 1}}), "analyses.operational.n_steer"),
     (_with("report", {"examples": -1}), "report.examples"),
+    (_with("analyses", {"fidelity": {"f0_cents": -1}}), "analyses.fidelity.f0_cents"),
+    (_with("analyses", {"fidelity": {"f0": 25}}), "analyses.fidelity.f0: unknown key"),
     (_with("models", [GOOD["models"][0], GOOD["models"][0]]), "same model"),
     (_with("models.0.seeds", []), "models.0.seeds"),
 ]

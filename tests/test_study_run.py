@@ -115,6 +115,17 @@ def test_every_trained_model_has_its_reconstruction_fidelity(clean):
     assert len(f0) == len(models) and (f0["n"] > 0).all() and (f0["median"] > 0).all()
     stage = json.loads(next((clean / "stages" / "train").glob("*/stage.json")).read_text())
     assert stage["fidelity"]["f0 (cents)"] in set(f0["median"].round(4))
+    # the gate (defaults: f0 25 cents, loudness 1.5 dB) marks each trained model from those medians
+    loud = fid[fid["factor"] == "loudness"].set_index("model")["median"]
+    gate = models.set_index("model")
+    for model, cents in f0.set_index("model")["median"].items():
+        expect = "passed" if cents <= 25 and loud[model] <= 1.5 else "undertrained"
+        assert gate.loc[model, "fidelity"] == expect and (expect == "passed") == (gate.loc[model, "fidelity_reason"]
+                                                                                  == "")
+    claims = tables["claims.parquet"]
+    n = int((gate["fidelity"] == "undertrained").sum())
+    assert n == 0 or f"{n} undertrained" in claims["numbers"].iloc[0] or "failed the fidelity gate" in \
+        claims["reason"].iloc[0]
 
 
 def test_force_recomputes_a_stage(config, clean):

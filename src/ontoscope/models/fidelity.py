@@ -13,7 +13,7 @@ from ontoscope.descriptors import measure
 from ontoscope.descriptors.accuracy import round_trip_errors
 from ontoscope.models.protocol import AudioModel
 
-__all__ = ["reconstruct", "reconstruction_fidelity"]
+__all__ = ["fidelity_gate", "reconstruct", "reconstruction_fidelity"]
 
 
 def reconstruct(model: AudioModel, audio: torch.Tensor, chunk: int = 32) -> torch.Tensor | None:
@@ -71,3 +71,22 @@ def reconstruction_fidelity(model: AudioModel, audio: torch.Tensor, sr: int, chu
     table = round_trip_errors(truth, got)
     bias = float((got["loudness"] - truth["loudness"]).median())
     return table.assign(loudness_bias_db=bias)
+
+
+def fidelity_gate(table: pd.DataFrame, *, f0_cents: float = 25.0, loudness_db: float = 1.5) -> tuple[bool, str]:
+    """Whether a model reconstructs well enough for what it encodes to be read as learnt, and why not.
+
+    ``table`` is a :func:`reconstruction_fidelity` table; the model passes when its median f0 error is at
+    most ``f0_cents`` cents and its median loudness error at most ``loudness_db`` dB (a factor the table
+    does not score is not held against it). Returns ``(passed, reason)``, the reason naming every miss,
+    e.g. ``"f0 39 cents > 25; loudness 2.1 dB > 1.5"`` (empty when it passes).
+    """
+    if table is None or table.empty:
+        return True, ""
+    med = table.set_index("factor")["median"] if "factor" in table.columns else pd.Series(dtype=float)
+    misses = []
+    for factor, limit, unit in (("f0", f0_cents, "cents"), ("loudness", loudness_db, "dB")):
+        v = float(med.get(factor, float("nan")))
+        if v == v and v > limit:
+            misses.append(f"{factor} {v:.3g} {unit} > {limit:g}")
+    return not misses, "; ".join(misses)

@@ -149,6 +149,11 @@ def _row(claim: int, verdict: str, numbers: str, reason: str, estimate: float = 
             "reason": reason, "estimate": float(estimate), "ci_low": float(low), "ci_high": float(high)}
 
 
+def unjudged(reason: str) -> pd.DataFrame:
+    """The four claims, each ``inconclusive`` for the same ``reason`` (a study with nothing left to judge)."""
+    return pd.DataFrame([_row(n, "inconclusive", "", reason) for n in sorted(STATEMENTS)], columns=list(CLAIM_COLUMNS))
+
+
 def _knob_claim(claim: int, slopes: pd.DataFrame, knobs: list[tuple[str, int]], kind: str,
                 rules: VerdictRules) -> dict:
     rows = {k: _pooled(slopes, k, kind) for k, _ in knobs}

@@ -18,7 +18,7 @@ from ontoscope.artifacts import ensure_dir, save_json, save_table
 from ontoscope.errors import ConfigError
 from ontoscope.ontology.agreement import agreement, agreement_summary, confusion
 from ontoscope.ontology.attribution import attribute
-from ontoscope.ontology.claims import VerdictRules, judge, with_controls
+from ontoscope.ontology.claims import VerdictRules, judge, unjudged, with_controls
 from ontoscope.ontology.tables import (
     best_family,
     check_latent,
@@ -28,7 +28,7 @@ from ontoscope.ontology.tables import (
     model_scores,
 )
 
-__all__ = ["FILES", "OntologyComparison", "compare"]
+__all__ = ["FILES", "OntologyComparison", "compare", "undertrained_models"]
 
 #: The file each table is saved to.
 FILES = {"agreement": "comparison.parquet", "confusion": "confusion.parquet", "attribution": "attribution.parquet",
@@ -112,7 +112,10 @@ def compare(models: pd.DataFrame, latent: pd.DataFrame, operational: pd.DataFram
     ----------
     models : DataFrame
         One row per model: ``model, family, total_stride, bottleneck, antialias, width, depth, data_size,
-        steps, seed, trained`` (:mod:`~ontoscope.ontology.tables`).
+        steps, seed, trained`` (:mod:`~ontoscope.ontology.tables`), optionally ``fidelity``: a model marked
+        ``undertrained`` (it failed the fidelity gate) keeps its agreement rows, flagged in their
+        ``undertrained`` column, and is left out of the confusion table, the attribution and the claims,
+        whose ``numbers`` say how many were left out.
     latent : DataFrame
         The latent ontologies' ``factors`` tables concatenated (one row per (model, site, factor)).
     operational : DataFrame
@@ -140,9 +143,31 @@ def compare(models: pd.DataFrame, latent: pd.DataFrame, operational: pd.DataFram
     check_same_models(lat, op, "latent", "operational")
     joined = agreement(lat, op)
     joined["trained"] = joined["model"].map(design.set_index("model")["trained"]).astype(bool)
-    attributed = attribute(design, model_scores(best_family(op)), rules.level)
+    undertrained = undertrained_models(design)
+    joined["undertrained"] = joined["model"].isin(undertrained)
+    kept_design = design[~design["model"].isin(undertrained)]
+    kept = joined[~joined["undertrained"]]
+    if kept_design.empty:
+        n = len(undertrained)
+        why = (f"every model of the study failed the fidelity gate ({n} undertrained): nothing is left to judge; "
+               "train them longer or loosen analyses.fidelity")
+        empty = pd.DataFrame()
+        return OntologyComparison(agreement=joined, confusion=confusion(kept), attribution=empty, knob_means=empty,
+                                  claims=with_controls(unjudged(why), controls), scores=empty, rules=rules)
+    attributed = attribute(kept_design, model_scores(best_family(op[~op["model"].isin(undertrained)])), rules.level)
+    verdicts = judge(kept, attributed, kept_design, rules)
+    if undertrained:
+        n = len(undertrained)
+        verdicts["numbers"] = verdicts["numbers"] + (f"; {n} undertrained model{'s' if n > 1 else ''} left out "
+                                                     "(fidelity gate)")
     return OntologyComparison(
-        agreement=joined, confusion=confusion(joined[joined["trained"]]), attribution=attributed.slopes,
-        knob_means=attributed.means, claims=with_controls(judge(joined, attributed, design, rules), controls),
-        scores=attributed.scores,
+        agreement=joined, confusion=confusion(kept[kept["trained"]]), attribution=attributed.slopes,
+        knob_means=attributed.means, claims=with_controls(verdicts, controls), scores=attributed.scores,
         rules=rules)
+
+
+def undertrained_models(models: pd.DataFrame) -> list[str]:
+    """The models a ``fidelity`` column marks ``undertrained`` (they failed the fidelity gate), in table order."""
+    if "fidelity" not in models.columns:
+        return []
+    return models.loc[models["fidelity"].astype(str) == "undertrained", "model"].astype(str).tolist()

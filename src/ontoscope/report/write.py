@@ -130,6 +130,10 @@ def _knob_line(row: pd.Series | None, ref: str) -> str:
     trained = row.get("trained")
     if not _missing(trained):
         parts.append("trained" if str(trained).lower() in ("true", "1", "1.0") else "at initialisation")
+    if str(row.get("fidelity")) == "undertrained":
+        parts.append(f"UNDERTRAINED, left out of the claims ({row.get('fidelity_reason') or 'fidelity gate'})")
+    elif str(row.get("fidelity")) == "passed":
+        parts.append("passed the fidelity gate")
     return ", ".join(parts)
 
 

@@ -146,12 +146,21 @@ class ControlsConfig(_Strict):
     max_fpr: float = Field(0.05, ge=0, le=1)
 
 
+class FidelityConfig(_Strict):
+    """The fidelity gate: a trained autoencoder whose held-out reconstruction misses a threshold is
+    ``undertrained`` and left out of the claims (:func:`ontoscope.models.fidelity.fidelity_gate`)."""
+
+    f0_cents: float = Field(25.0, gt=0, description="largest median f0 error, cents")
+    loudness_db: float = Field(1.5, gt=0, description="largest median loudness error, dB")
+
+
 class AnalysesConfig(_Strict):
     """Which analyses run (``false`` skips one)."""
 
     latent: LatentConfig | Literal[False] = Field(default_factory=LatentConfig)
     operational: OperationalConfig | Literal[False] = Field(default_factory=OperationalConfig)
     controls: ControlsConfig | Literal[False] = Field(default_factory=ControlsConfig)
+    fidelity: FidelityConfig | Literal[False] = Field(default_factory=FidelityConfig)
 
 
 class ReportConfig(_Strict):

@@ -76,7 +76,8 @@ def plan_stages(cfg: StudyConfig, run: Path) -> dict[str, Any]:
         models.append({"plan": plan, "train": train, "latent": latent, "operational": op})
     keys = [m[k].key for m in models for k in ("train", "latent", "operational") if m[k] is not None]
     keys += [controls.key] if controls else []
-    comparison = Stage(run, "comparison", stage_key("comparison", None, {"stages": ",".join(keys)}))
+    gate = cfg.analyses.fidelity.model_dump(mode="json") if cfg.analyses.fidelity else None
+    comparison = Stage(run, "comparison", stage_key("comparison", gate, {"stages": ",".join(keys)}))
     report = Stage(run, "report", stage_key("report", cfg.report.model_dump(mode="json"),
                                             {"comparison": comparison.key}))
     return {"stimuli": stim, "pairs": pairs, "controls": controls, "models": models, "comparison": comparison,
@@ -134,7 +135,7 @@ def run_study(config: str | os.PathLike | StudyConfig, out: str | os.PathLike, *
             store.pull()
     else:
         raise ConfigError(f"unknown executor {executor!r}; use local or ray")
-    tables = _collect(records)
+    tables = _collect(records, cfg)
     if controls is not None:
         tables["controls"] = pd.read_parquet(controls / "controls.parquet")
         tables["control_rates"] = pd.read_parquet(controls / "control_rates.parquet")
@@ -180,13 +181,22 @@ def model_chain(cfg: StudyConfig, m: dict[str, Any], stim: Path, pairs: Path | N
             "stages": {k: m[k].key for k in ("train", "latent", "operational") if m[k] is not None}}
 
 
-def _collect(records: list[dict[str, Any]]) -> dict[str, pd.DataFrame]:
+def _collect(records: list[dict[str, Any]], cfg: StudyConfig) -> dict[str, pd.DataFrame]:
+    from ontoscope.models.fidelity import fidelity_gate
+
+    gate = cfg.analyses.fidelity
     models, latent, operational, fidelity = [], [], [], []
     for r in records:
         p: ModelPlan = r["plan"]
-        models.append({"model": p.id, "ref": p.ref, "kind": p.kind, "seed": p.seed, **p.knobs})
+        row = {"model": p.id, "ref": p.ref, "kind": p.kind, "seed": p.seed, **p.knobs,
+               "fidelity": None, "fidelity_reason": ""}
         if r["train"] is not None and (r["train"] / "fidelity.parquet").exists():
-            fidelity.append(pd.read_parquet(r["train"] / "fidelity.parquet").assign(model=p.id))
+            table = pd.read_parquet(r["train"] / "fidelity.parquet")
+            fidelity.append(table.assign(model=p.id))
+            if gate:
+                passed, why = fidelity_gate(table, f0_cents=gate.f0_cents, loudness_db=gate.loudness_db)
+                row.update(fidelity="passed" if passed else "undertrained", fidelity_reason=why)
+        models.append(row)
         if r["latent"] is not None:
             t = pd.read_parquet(r["latent"] / "factors.parquet")
             latent.append(t.assign(model=p.id))
