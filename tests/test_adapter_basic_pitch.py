@@ -12,12 +12,12 @@ import pytest
 import torch
 
 from ontoscope.errors import AudioError, ConfigError
+from ontoscope.models.adapters._onnx import read_onnx
 from ontoscope.models.adapters.basic_pitch import (
     AUDIO_N_SAMPLES,
     MIN_SAMPLES,
     basic_pitch_onnx,
     load_basic_pitch,
-    read_onnx,
 )
 from ontoscope.models.protocol import AudioModel, encode_sites
 from ontoscope.models.registry import load_model

@@ -236,9 +236,9 @@ def test_bad_audio_is_one_clear_error(model):
 
 
 def test_missing_package_is_one_config_error_line(monkeypatch):
-    from ontoscope.models.adapters import resemblyzer as adapter
+    import importlib.util
 
-    monkeypatch.setattr(adapter.importlib.util, "find_spec", lambda name, *a, **k: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None)
     with pytest.raises(ConfigError) as err:
         load_model("resemblyzer")
     msg = str(err.value)

@@ -52,22 +52,25 @@ def _pesto(ref: str, seed: int, **options: Any) -> AudioModel | None:
     return load_pesto(**options)
 
 
-# Trained networks whose weights ship in their PyPI packages: reference -> (module, loader).
+# Trained networks whose weights ship in their PyPI packages: reference -> (adapter module, loader, the function
+# that finds the weights without importing the package: a one-line error naming the install when they are missing).
 _PACKAGED = {
-    "fcpe": ("fcpe", "load_fcpe"),
-    "basic-pitch": ("basic_pitch", "load_basic_pitch"),
-    "silero-vad": ("silero_vad", "load_silero_vad"),
-    "resemblyzer": ("resemblyzer", "load_resemblyzer"),
+    "fcpe": ("fcpe", "load_fcpe", "fcpe_checkpoint"),
+    "basic-pitch": ("basic_pitch", "load_basic_pitch", "basic_pitch_onnx"),
+    "silero-vad": ("silero_vad", "load_silero_vad", "silero_vad_data"),
+    "resemblyzer": ("resemblyzer", "load_resemblyzer", "resemblyzer_weights"),
 }
 
 
-def _packaged(ref: str, seed: int, **options: Any) -> AudioModel | None:
-    if ref not in _PACKAGED:
-        return None
+def _adapter(ref: str, what: int) -> Callable[..., Any]:
     import importlib
 
-    module, loader = _PACKAGED[ref]
-    return getattr(importlib.import_module(f"ontoscope.models.adapters.{module}"), loader)(**options)
+    module = importlib.import_module(f"ontoscope.models.adapters.{_PACKAGED[ref][0]}")
+    return getattr(module, _PACKAGED[ref][what])
+
+
+def _packaged(ref: str, seed: int, **options: Any) -> AudioModel | None:
+    return _adapter(ref, 1)(**options) if ref in _PACKAGED else None
 
 
 def _hf(ref: str, seed: int, **options: Any) -> AudioModel | None:
@@ -142,25 +145,6 @@ _BUILTIN_RESOLVERS: dict[str, Resolver] = {
 _RESOLVERS: list[tuple[str, Resolver]] = list(_BUILTIN_RESOLVERS.items())
 
 
-# Where the weights of each packaged reference come from, for the check below.
-_PACKAGES = {
-    "fcpe": ("torchfcpe", "pip install --no-deps torchfcpe==0.0.4"),
-    "basic-pitch": ("basic_pitch", "pip install --no-deps basic-pitch==0.4.0"),
-    "silero-vad": ("silero_vad", "pip install --no-deps silero-vad==6.2.3"),
-    "resemblyzer": ("resemblyzer", "pip install --no-deps resemblyzer==0.1.4"),
-}
-
-
-def _installed(package: str) -> bool:
-    import importlib.machinery
-    import importlib.util
-
-    try:
-        return importlib.util.find_spec(package) is not None
-    except ValueError:  # a stand-in module without a spec sits in sys.modules
-        return importlib.machinery.PathFinder.find_spec(package) is not None
-
-
 def _check_builtin(name: str, ref: str) -> bool:
     """Whether the built-in resolver ``name`` owns ``ref``; a one-line ConfigError if it does but cannot build it."""
     path = Path(ref).expanduser()
@@ -179,9 +163,7 @@ def _check_builtin(name: str, ref: str) -> bool:
     elif name == "packaged":
         if ref not in _PACKAGED:
             return False
-        package, fix = _PACKAGES[ref]
-        if not _installed(package):
-            raise ConfigError(f"model {ref!r} needs the weights in the {package} package; install it with `{fix}`")
+        _adapter(ref, 2)()
     elif name == "hf":
         if not ref.startswith("hf:"):
             return False

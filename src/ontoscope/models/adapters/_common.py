@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.machinery
+import importlib.util
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
-__all__ = ["Geometry", "Step", "freeze", "seeded"]
+from ontoscope.errors import ConfigError
+
+__all__ = ["Geometry", "Step", "freeze", "package_file", "seeded"]
 
 
 class Step(nn.Module):
@@ -92,3 +97,23 @@ def seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         yield
+
+
+def package_file(package: str, relative: str, *, what: str, install: str) -> Path:
+    """Path of ``relative`` inside the installed ``package``, found without importing it (the packages that
+    ship the weights import torchaudio or tensorflow on import).
+
+    ``what`` names the weights in the error (``"FCPE weights"``), ``install`` the command that installs them;
+    a missing package or file is one :class:`~ontoscope.errors.ConfigError` line naming that command.
+    """
+    try:
+        spec = importlib.util.find_spec(package)
+    except ValueError:  # a stand-in module without a spec sits in sys.modules
+        spec = importlib.machinery.PathFinder.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"{what} come with the {package} package; install it with `{install}`")
+    for root in spec.submodule_search_locations:
+        path = Path(root) / relative
+        if path.is_file():
+            return path
+    raise ConfigError(f"{package} is installed but has no {relative}; reinstall it with `{install}`")

@@ -76,11 +76,7 @@ tensorflow), by a small protobuf reader: the ``onnx`` package is not needed.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import math
-import struct
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -89,11 +85,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ontoscope.errors import AudioError, ConfigError
-from ontoscope.models.adapters._common import Step, freeze
+from ontoscope.models.adapters._common import Step, freeze, package_file
+from ontoscope.models.adapters._onnx import read_onnx
 from ontoscope.models.protocol import Site, StagedModel
 
 __all__ = ["AUDIO_N_SAMPLES", "CONTOUR_FMIN", "MIN_SAMPLES", "BasicPitchModel", "basic_pitch_onnx",
-           "load_basic_pitch", "read_onnx"]
+           "load_basic_pitch"]
 
 SAMPLE_RATE = 22050
 HOP = 256
@@ -111,142 +108,14 @@ MIN_SAMPLES = (TAPS // 2 + 1) * 2 ** (N_OCTAVES - 1)  # 33 024
 CONTOUR_FMIN = FMIN * 2.0 ** (-1 / BINS_PER_OCTAVE)  # what the trained contour's bin 0 means (26.97 Hz)
 _LOG10_E = 0.4342944622039795
 _EPS = 1e-10
-_FIX = "`pip install --no-deps basic-pitch==0.4.0`"
+_FIX = "pip install --no-deps basic-pitch==0.4.0"
 
 
 # ----------------------------------------------------------------- weights
 def basic_pitch_onnx() -> Path:
     """Path of ``saved_models/icassp_2022/nmp.onnx`` inside the installed ``basic_pitch`` package (not imported)."""
-    try:
-        spec = importlib.util.find_spec("basic_pitch")
-    except ValueError:  # a stand-in module without a spec sits in sys.modules
-        spec = importlib.machinery.PathFinder.find_spec("basic_pitch")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"Basic Pitch weights come with the basic-pitch package; install it with {_FIX}")
-    for root in spec.submodule_search_locations:
-        path = Path(root) / "saved_models" / "icassp_2022" / "nmp.onnx"
-        if path.is_file():
-            return path
-    raise ConfigError("basic_pitch is installed but has no saved_models/icassp_2022/nmp.onnx; "
-                      f"reinstall it with {_FIX}")
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, pos
-        shift += 7
-
-
-def _fields(buf: bytes) -> Iterator[tuple[int, int, int | bytes]]:
-    """``(field number, wire type, value)`` of a protobuf message: ints for varints and fixed, bytes otherwise."""
-    pos, end = 0, len(buf)
-    while pos < end:
-        key, pos = _varint(buf, pos)
-        num, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos)
-        elif wire == 1:
-            value, pos = int.from_bytes(buf[pos:pos + 8], "little"), pos + 8
-        elif wire == 2:
-            n, pos = _varint(buf, pos)
-            value, pos = bytes(buf[pos:pos + n]), pos + n
-        elif wire == 5:
-            value, pos = int.from_bytes(buf[pos:pos + 4], "little"), pos + 4
-        else:
-            raise ConfigError(f"unsupported protobuf wire type {wire} in the Basic Pitch ONNX file")
-        yield num, wire, value
-
-
-def _signed(v: int) -> int:
-    return v - (1 << 64) if v >= 1 << 63 else v
-
-
-def _ints(wire: int, value: int | bytes) -> list[int]:
-    """A repeated int64 field: one varint, or a packed run of them."""
-    if wire == 0:
-        return [_signed(int(value))]
-    out, pos = [], 0
-    while pos < len(value):
-        v, pos = _varint(value, pos)
-        out.append(_signed(v))
-    return out
-
-
-_DTYPES = {1: np.float32, 6: np.int32, 7: np.int64, 11: np.float64}
-
-
-def _tensor(buf: bytes) -> tuple[str, np.ndarray]:
-    dims: list[int] = []
-    dtype, name, raw = 1, "", None
-    floats: list[float] = []
-    ints: list[int] = []
-    for num, wire, value in _fields(buf):
-        if num == 1:
-            dims += _ints(wire, value)
-        elif num == 2:
-            dtype = int(value)
-        elif num == 4:
-            floats += (list(struct.unpack(f"<{len(value) // 4}f", value)) if wire == 2
-                       else [struct.unpack("<f", int(value).to_bytes(4, "little"))[0]])
-        elif num in (5, 7):
-            ints += _ints(wire, value)
-        elif num == 8:
-            name = value.decode()
-        elif num == 9:
-            raw = value
-        elif num == 14 and int(value) == 1:
-            raise ConfigError("the Basic Pitch ONNX file keeps its weights in external data; reinstall "
-                              f"basic-pitch with {_FIX}")
-    if dtype not in _DTYPES:
-        raise ConfigError(f"unsupported ONNX tensor type {dtype} for {name!r} in the Basic Pitch ONNX file")
-    if raw is not None:
-        arr = np.frombuffer(raw, dtype=np.dtype(_DTYPES[dtype]).newbyteorder("<")).copy()
-    else:
-        arr = np.asarray(floats if dtype in (1, 11) else ints, dtype=_DTYPES[dtype])
-    return name, arr.reshape(dims).astype(_DTYPES[dtype])
-
-
-def _node(buf: bytes) -> dict:
-    node: dict = {"inputs": [], "outputs": [], "op": "", "attrs": {}}
-    for num, _wire, value in _fields(buf):
-        if num == 1:
-            node["inputs"].append(value.decode())
-        elif num == 2:
-            node["outputs"].append(value.decode())
-        elif num == 4:
-            node["op"] = value.decode()
-        elif num == 5:
-            name, ints, i = "", [], None
-            for anum, awire, avalue in _fields(value):
-                if anum == 1:
-                    name = avalue.decode()
-                elif anum == 3:
-                    i = _signed(int(avalue))
-                elif anum == 8:
-                    ints += _ints(awire, avalue)
-            node["attrs"][name] = ints if ints else i
-    return node
-
-
-def read_onnx(path: str | Path) -> tuple[list[dict], dict[str, np.ndarray]]:
-    """The nodes (``op``, ``inputs``, ``outputs``, integer ``attrs``) and initialisers of an ONNX file."""
-    data = Path(path).read_bytes()
-    graph = next((v for num, wire, v in _fields(data) if num == 7 and wire == 2), None)
-    if graph is None:
-        raise ConfigError(f"{path} holds no ONNX graph; reinstall basic-pitch with {_FIX}")
-    nodes, inits = [], {}
-    for num, wire, value in _fields(graph):
-        if num == 1 and wire == 2:
-            nodes.append(_node(value))
-        elif num == 5 and wire == 2:
-            name, arr = _tensor(value)
-            inits[name] = arr
-    return nodes, inits
+    return package_file("basic_pitch", "saved_models/icassp_2022/nmp.onnx", what="Basic Pitch weights",
+                        install=_FIX)
 
 
 def _weights(nodes: list[dict], inits: dict[str, np.ndarray]) -> dict[str, dict]:
@@ -283,7 +152,7 @@ def _weights(nodes: list[dict], inits: dict[str, np.ndarray]) -> dict[str, dict]
                     out["batch_norm"] = {"weight": consts[0], "bias": shift[0]}
     need = {"lowpass", "cqt_real", "cqt_imag", "cqt_scale", "batch_norm", *conv2d.values()}
     if not need <= out.keys():
-        raise ConfigError(f"the Basic Pitch ONNX file lacks {sorted(need - out.keys())}; reinstall it with {_FIX}")
+        raise ConfigError(f"the Basic Pitch ONNX file lacks {sorted(need - out.keys())}; reinstall it with `{_FIX}`")
     return out
 
 
@@ -365,7 +234,8 @@ def _conv2d(layer: dict) -> nn.Conv2d:
     st, sf = layer["strides"] or (1, 1)
     pt0, pf0, pt1, pf1 = layer["pads"] or (0, 0, 0, 0)
     if (pt0, pf0) != (pt1, pf1):
-        raise ConfigError("the Basic Pitch ONNX file has an asymmetric convolution padding; reinstall it with " + _FIX)
+        raise ConfigError(f"the Basic Pitch ONNX file has an asymmetric convolution padding; reinstall it with "
+                          f"`{_FIX}`")
     conv = nn.Conv2d(w.shape[1], w.shape[0], tuple(w.shape[2:]), stride=(sf, st), padding=(pf0, pt0))
     with torch.no_grad():
         conv.weight.copy_(w)

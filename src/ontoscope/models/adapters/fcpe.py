@@ -66,8 +66,6 @@ installed package (``pip install --no-deps torchfcpe==0.0.4``), read with
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import math
 from pathlib import Path
 
@@ -77,29 +75,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ontoscope.errors import AudioError, ConfigError
-from ontoscope.models.adapters._common import freeze
+from ontoscope.models.adapters._common import freeze, package_file
 from ontoscope.models.frontend import hz_to_mel, mel_to_hz
 from ontoscope.models.protocol import Site, StagedModel
 
 __all__ = ["FcpeModel", "fcpe_checkpoint", "fcpe_mel_filters", "load_fcpe"]
 
 SAMPLE_RATE = 16000
-_INSTALL = "`pip install --no-deps torchfcpe==0.0.4`"
+_INSTALL = "pip install --no-deps torchfcpe==0.0.4"
 
 
 def fcpe_checkpoint(name: str = "fcpe_c_v001") -> Path:
     """Path of a checkpoint shipped inside the installed ``torchfcpe`` package (found without importing it)."""
-    try:
-        spec = importlib.util.find_spec("torchfcpe")
-    except ValueError:  # a stand-in module without a spec sits in sys.modules
-        spec = importlib.machinery.PathFinder.find_spec("torchfcpe")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"FCPE weights come with the torchfcpe package; install it with {_INSTALL}")
-    for root in spec.submodule_search_locations:
-        path = Path(root) / "assets" / f"{name}.pt"
-        if path.is_file():
-            return path
-    raise ConfigError(f"torchfcpe is installed but has no assets/{name}.pt; reinstall it with {_INSTALL}")
+    return package_file("torchfcpe", f"assets/{name}.pt", what="FCPE weights", install=_INSTALL)
 
 
 def fcpe_mel_filters(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:

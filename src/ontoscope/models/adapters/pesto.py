@@ -43,8 +43,6 @@ classes (``pip install omegaconf``).
 from __future__ import annotations
 
 import collections
-import importlib.machinery
-import importlib.util
 import math
 import typing
 from pathlib import Path
@@ -56,7 +54,7 @@ from scipy.signal import get_window
 from torch import nn
 
 from ontoscope.errors import AudioError, ConfigError
-from ontoscope.models.adapters._common import freeze
+from ontoscope.models.adapters._common import freeze, package_file
 from ontoscope.models.protocol import Site, StagedModel
 
 __all__ = ["PestoModel", "cqt_kernels", "load_pesto", "pesto_checkpoint", "read_checkpoint"]
@@ -66,18 +64,8 @@ SAMPLE_RATE = 16000
 
 def pesto_checkpoint(name: str = "mir-1k_g7") -> Path:
     """Path of a checkpoint shipped inside the installed ``pesto`` package (found without importing it)."""
-    try:
-        spec = importlib.util.find_spec("pesto")
-    except ValueError:
-        spec = importlib.machinery.PathFinder.find_spec("pesto")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("PESTO weights come with the pesto-pitch package; install it with "
-                          "`pip install --no-deps pesto-pitch==2.0.1` and `pip install omegaconf`")
-    for root in spec.submodule_search_locations:
-        path = Path(root) / "weights" / f"{name}.ckpt"
-        if path.is_file():
-            return path
-    raise ConfigError(f"pesto is installed but has no weights/{name}.ckpt; reinstall pesto-pitch==2.0.1")
+    return package_file("pesto", f"weights/{name}.ckpt", what="PESTO weights",
+                        install="pip install --no-deps pesto-pitch==2.0.1")
 
 
 def read_checkpoint(path: str | Path) -> dict:

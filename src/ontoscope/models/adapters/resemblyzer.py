@@ -41,8 +41,6 @@ read with ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import math
 from pathlib import Path
 
@@ -53,7 +51,7 @@ from scipy.signal import get_window
 from torch import nn
 
 from ontoscope.errors import AudioError, ConfigError
-from ontoscope.models.adapters._common import freeze
+from ontoscope.models.adapters._common import freeze, package_file
 from ontoscope.models.frontend import hz_to_mel, mel_filterbank, mel_to_hz
 from ontoscope.models.protocol import Site, StagedModel
 
@@ -72,19 +70,8 @@ TARGET_DBFS = -30.0
 
 def resemblyzer_weights() -> Path:
     """Path of ``pretrained.pt`` inside the installed ``resemblyzer`` package (found without importing it)."""
-    try:
-        spec = importlib.util.find_spec("resemblyzer")
-    except ValueError:
-        spec = importlib.machinery.PathFinder.find_spec("resemblyzer")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("Resemblyzer weights come with the resemblyzer package; install it with "
-                          "`pip install --no-deps resemblyzer==0.1.4`")
-    for root in spec.submodule_search_locations:
-        path = Path(root) / "pretrained.pt"
-        if path.is_file():
-            return path
-    raise ConfigError("resemblyzer is installed but has no pretrained.pt; reinstall it with "
-                      "`pip install --no-deps --force-reinstall resemblyzer==0.1.4`")
+    return package_file("resemblyzer", "pretrained.pt", what="Resemblyzer weights",
+                        install="pip install --no-deps resemblyzer==0.1.4")
 
 
 class _MelPower(nn.Module):

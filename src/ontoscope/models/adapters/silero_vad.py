@@ -71,8 +71,6 @@ silero-vad==6.2.3``.
 from __future__ import annotations
 
 import functools
-import importlib.machinery
-import importlib.util
 from pathlib import Path
 from typing import Literal
 
@@ -81,10 +79,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ontoscope.errors import AudioError, ConfigError
-from ontoscope.models.adapters._common import Step, freeze
+from ontoscope.models.adapters._common import Step, freeze, package_file
+from ontoscope.models.adapters._onnx import read_onnx
 from ontoscope.models.protocol import Site, StagedModel
 
-__all__ = ["SileroVadModel", "load_silero_vad", "read_onnx_initializers", "silero_vad_data", "silero_vad_weights"]
+__all__ = ["SileroVadModel", "load_silero_vad", "silero_vad_data", "silero_vad_weights"]
 
 SAMPLE_RATE = 16000
 CHUNK = 512
@@ -95,7 +94,7 @@ HOP = 128
 N_BINS = N_FFT // 2 + 1
 HIDDEN = 128
 _POWER_FLOOR = 1e-20
-_INSTALL = "`pip install --no-deps silero-vad==6.2.3`"
+_INSTALL = "pip install --no-deps silero-vad==6.2.3"
 _CONVS = ((N_BINS, 128, 1), (128, 64, 2), (64, 64, 2), (64, 128, 1))  # (in, out, stride), kernel 3, padding 1
 _ONNX_NAMES = {
     "stft_conv.weight": "model.stft.forward_basis_buffer",
@@ -109,87 +108,7 @@ _FILES = {"onnx": "silero_vad_16k_op15.onnx", "safetensors": "silero_vad_16k.saf
 
 def silero_vad_data(filename: str = _FILES["onnx"]) -> Path:
     """Path of a file in ``silero_vad/data`` of the installed ``silero-vad`` package (found without importing it)."""
-    try:
-        spec = importlib.util.find_spec("silero_vad")
-    except ValueError:  # a stand-in module without a spec sits in sys.modules
-        spec = importlib.machinery.PathFinder.find_spec("silero_vad")
-    if spec is None or not spec.submodule_search_locations:
-        raise ConfigError(f"Silero VAD weights come with the silero-vad package; install it with {_INSTALL}")
-    for root in spec.submodule_search_locations:
-        path = Path(root) / "data" / filename
-        if path.is_file():
-            return path
-    raise ConfigError(f"silero_vad is installed but has no data/{filename}; reinstall it with {_INSTALL}")
-
-
-def _varint(buf: memoryview, i: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        b = buf[i]
-        i += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, i
-        shift += 7
-
-
-def _fields(buf: memoryview) -> list[tuple[int, int, int | memoryview]]:
-    """The (field number, wire type, value) triples of one protobuf message."""
-    out: list[tuple[int, int, int | memoryview]] = []
-    i = 0
-    while i < len(buf):
-        key, i = _varint(buf, i)
-        field, wire = key >> 3, key & 7
-        if wire == 0:
-            value, i = _varint(buf, i)
-        elif wire == 2:
-            size, i = _varint(buf, i)
-            value, i = buf[i:i + size], i + size
-        elif wire in (1, 5):
-            size = 8 if wire == 1 else 4
-            value, i = buf[i:i + size], i + size
-        else:
-            raise ConfigError(f"unsupported protobuf wire type {wire}: not an ONNX model file")
-        out.append((field, wire, value))
-    return out
-
-
-def _tensor(buf: memoryview) -> tuple[str, torch.Tensor]:
-    """An ONNX ``TensorProto`` holding float32 data: (name, tensor)."""
-    name, dims, dtype, raw, floats = "", [], 1, None, bytearray()
-    for field, wire, value in _fields(buf):
-        if field == 1:  # dims, plain or packed
-            if wire == 0:
-                dims.append(value)
-            else:
-                j = 0
-                while j < len(value):
-                    d, j = _varint(value, j)
-                    dims.append(d)
-        elif field == 2:
-            dtype = value
-        elif field == 4:  # float_data, packed or one by one
-            floats += bytes(value)
-        elif field == 8:
-            name = bytes(value).decode()
-        elif field == 9:
-            raw = bytes(value)
-        elif field == 14 and value == 1:
-            raise ConfigError("ONNX tensors stored as external data are not supported")
-    if dtype != 1:
-        raise ConfigError(f"ONNX initialiser {name!r} is not float32 (data type {dtype})")
-    data = raw if raw is not None else bytes(floats)
-    flat = torch.frombuffer(bytearray(data), dtype=torch.float32) if data else torch.zeros(0)
-    return name, flat.reshape(dims).clone()
-
-
-def read_onnx_initializers(path: str | Path) -> dict[str, torch.Tensor]:
-    """The float32 initialisers of the main graph of an ONNX model file, by name (no ``onnx`` package needed)."""
-    buf = memoryview(Path(path).read_bytes())
-    graphs = [v for f, w, v in _fields(buf) if f == 7 and w == 2]  # ModelProto.graph
-    if not graphs:
-        raise ConfigError(f"{path} holds no ONNX graph")
-    return dict(_tensor(v) for f, w, v in _fields(graphs[0]) if f == 5 and w == 2)  # GraphProto.initializer
+    return package_file("silero_vad", f"data/{filename}", what="Silero VAD weights", install=_INSTALL)
 
 
 def silero_vad_weights(weights: Literal["onnx", "safetensors"] = "onnx") -> dict[str, torch.Tensor]:
@@ -206,10 +125,10 @@ def silero_vad_weights(weights: Literal["onnx", "safetensors"] = "onnx") -> dict
         from safetensors.torch import load_file
 
         return load_file(str(path), device="cpu")
-    raw = read_onnx_initializers(path)
+    raw = {name: torch.from_numpy(array) for name, array in read_onnx(path)[1].items()}
     missing = sorted(v for v in _ONNX_NAMES.values() if v not in raw)
     if missing:
-        raise ConfigError(f"{path.name} lacks {', '.join(missing)}; reinstall it with {_INSTALL}")
+        raise ConfigError(f"{path.name} lacks {', '.join(missing)}; reinstall it with `{_INSTALL}`")
     return {k: raw[v] for k, v in _ONNX_NAMES.items()}
 
 
