@@ -109,26 +109,20 @@ def check_models(models: pd.DataFrame) -> pd.DataFrame:
         raise ConfigError(f"the models table lists the models {dup} more than once; keep one row per model")
     out = models.copy()
     out["model"] = out["model"].astype(str)
-    for c in _NUMERIC:
-        try:
-            out[c] = pd.to_numeric(out[c]).astype(np.float64)
-        except (TypeError, ValueError):
-            raise ConfigError(f"the models table's {c} column is not numeric; give numbers (NaN where it does "
-                              "not apply)") from None
-    out["antialias"] = _flag(out["antialias"], "antialias", allow_nan=True)
-    out["trained"] = _flag(out["trained"], "trained", allow_nan=False)
     family = out["family"].astype(str) != "pretrained"
-    defaults = {"compression": out["total_stride"] / out["bottleneck"], "bitrate": np.nan,
-                "activation": np.where(family, "elu", None)}
-    for c, default in defaults.items():
+    for c, default in {"compression": None, "bitrate": np.nan, "activation": np.where(family, "elu", None)}.items():
         if c not in out.columns:
             out[c] = default
-    for c in ("compression", "bitrate"):
+    for c in (*_NUMERIC, "compression", "bitrate"):
         try:
             out[c] = pd.to_numeric(out[c]).astype(np.float64)
         except (TypeError, ValueError):
             raise ConfigError(f"the models table's {c} column is not numeric; give numbers (NaN where it does "
                               "not apply)") from None
+    if out["compression"].isna().all():  # not given: input samples per latent float of a waveform model
+        out["compression"] = out["total_stride"] / out["bottleneck"]
+    out["antialias"] = _flag(out["antialias"], "antialias", allow_nan=True)
+    out["trained"] = _flag(out["trained"], "trained", allow_nan=False)
     out["activation"] = _flag(out["activation"], "activation", allow_nan=True)
     return out.reset_index(drop=True)
 
