@@ -22,6 +22,7 @@ from ontoscope.models.adapters.basic_pitch import (
 from ontoscope.models.protocol import AudioModel, encode_sites
 from ontoscope.models.registry import load_model
 from ontoscope.probing.interventions import PlaceShift, place_axis
+from package_files import load_file
 
 SR = 22050
 HOP = 256
@@ -70,11 +71,7 @@ def _package_model(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setitem(sys.modules, "basic_pitch", pkg)
 
     def load(name: str, file: Path) -> types.ModuleType:
-        spec = importlib.util.spec_from_file_location(name, file)
-        module = importlib.util.module_from_spec(spec)
-        monkeypatch.setitem(sys.modules, name, module)
-        spec.loader.exec_module(module)
-        return module
+        return load_file(monkeypatch, name, file)
 
     for name in ("constants", "commandline_printing", "note_creation"):
         load(f"basic_pitch.{name}", root / f"{name}.py")

@@ -14,6 +14,7 @@ import torch
 from ontoscope.errors import AudioError, ConfigError
 from ontoscope.models.protocol import AudioModel, encode_sites
 from ontoscope.models.registry import load_model
+from package_files import load_file, stand_in_package
 
 SR = 16000
 HOP = 160
@@ -57,17 +58,13 @@ def reference() -> Iterator[torch.nn.Module]:
     audio, transforms = types.ModuleType("torchaudio"), types.ModuleType("torchaudio.transforms")
     transforms.Resample = object
     audio.transforms = transforms
-    pkg = types.ModuleType("torchfcpe")
-    pkg.__path__ = [str(root)]
     with pytest.MonkeyPatch.context() as mp:
-        for name, module in [("torchaudio", audio), ("torchaudio.transforms", transforms), ("torchfcpe", pkg)]:
+        for name, module in [("torchaudio", audio), ("torchaudio.transforms", transforms)]:
             mp.setitem(sys.modules, name, module)
+        stand_in_package(mp, "torchfcpe", root)
         for name in ["mel_fn_librosa", "mel_extractor", "tools", "model_conformer_naive", "models",
                      "torch_interp", "models_infer"]:
-            spec = importlib.util.spec_from_file_location(f"torchfcpe.{name}", root / f"{name}.py")
-            module = importlib.util.module_from_spec(spec)
-            mp.setitem(sys.modules, f"torchfcpe.{name}", module)
-            spec.loader.exec_module(module)
+            load_file(mp, f"torchfcpe.{name}", root / f"{name}.py")
         ref = sys.modules["torchfcpe.models_infer"].spawn_bundled_infer_model("cpu")
     yield ref.eval()
 

@@ -14,6 +14,7 @@ from scipy.signal import lfilter
 from ontoscope.errors import AudioError, ConfigError
 from ontoscope.models.protocol import AudioModel
 from ontoscope.models.registry import load_model
+from package_files import load_file, stand_in_package
 
 SR = 16000
 HOP = 160
@@ -76,15 +77,10 @@ def package(monkeypatch):
 
     root = resemblyzer_weights().parent
     monkeypatch.setitem(sys.modules, "webrtcvad", types.ModuleType("webrtcvad"))
-    pkg = types.ModuleType("resemblyzer")
-    pkg.__path__ = [str(root)]
-    monkeypatch.setitem(sys.modules, "resemblyzer", pkg)
+    pkg = stand_in_package(monkeypatch, "resemblyzer", root)
 
     def load(name: str) -> types.ModuleType:
-        spec = importlib.util.spec_from_file_location(f"resemblyzer.{name}", root / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        monkeypatch.setitem(sys.modules, spec.name, module)
-        spec.loader.exec_module(module)
+        module = load_file(monkeypatch, f"resemblyzer.{name}", root / f"{name}.py")
         setattr(pkg, name, module)
         return module
 
@@ -236,7 +232,6 @@ def test_bad_audio_is_one_clear_error(model):
 
 
 def test_missing_package_is_one_config_error_line(monkeypatch):
-    import importlib.util
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None)
     with pytest.raises(ConfigError) as err:

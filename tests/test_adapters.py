@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import types
 from pathlib import Path
@@ -14,6 +13,7 @@ import torch
 from ontoscope.errors import ConfigError
 from ontoscope.models.protocol import AudioModel, SiteError
 from ontoscope.models.registry import list_models, load_model
+from package_files import load_file, stand_in_package
 
 SR = 16000
 
@@ -185,19 +185,11 @@ def _pesto_reference(monkeypatch: pytest.MonkeyPatch) -> torch.nn.Module:
 
     ckpt = pesto_checkpoint()
     root = ckpt.parent.parent
-    pkg = types.ModuleType("pesto")
-    pkg.__path__ = [str(root)]
-    utils = types.ModuleType("pesto.utils")
-    utils.__path__ = [str(root / "utils")]
-    monkeypatch.setitem(sys.modules, "pesto", pkg)
-    monkeypatch.setitem(sys.modules, "pesto.utils", utils)
+    stand_in_package(monkeypatch, "pesto", root)
+    utils = stand_in_package(monkeypatch, "pesto.utils", root / "utils")
 
     def load(name: str, file: Path) -> types.ModuleType:
-        spec = importlib.util.spec_from_file_location(name, file)
-        module = importlib.util.module_from_spec(spec)
-        monkeypatch.setitem(sys.modules, name, module)
-        spec.loader.exec_module(module)
-        return module
+        return load_file(monkeypatch, name, file)
 
     load("pesto.utils.cached_conv", root / "utils" / "cached_conv.py")
     utils.HarmonicCQT = load("pesto.utils.hcqt", root / "utils" / "hcqt.py").HarmonicCQT
