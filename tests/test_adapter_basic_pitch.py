@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import types
 from pathlib import Path
@@ -268,19 +267,11 @@ def test_every_constant_moves_with_the_model():
 
 
 def test_bad_audio_is_one_audio_error(model):
-    with pytest.raises(AudioError, match="empty clip") as e:
+    with pytest.raises(AudioError, match="at least 1 sample ") as e:
         model(torch.zeros(1, 0))
     assert "\n" not in str(e.value)
     with pytest.raises(AudioError, match=r"\[batch, samples\]"):
         model.encode(torch.zeros(MIN_SAMPLES), "cqt")
-
-
-def test_missing_package_is_one_config_error(monkeypatch):
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None)
-    with pytest.raises(ConfigError) as e:
-        load_model("basic-pitch")
-    msg = str(e.value)
-    assert "\n" not in msg and "`pip install --no-deps basic-pitch==0.4.0`" in msg
 
 
 def test_missing_weights_file_is_one_config_error(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import types
 from collections.abc import Iterator
@@ -194,18 +193,6 @@ def test_fcpe_place_axis_shift_moves_pitch_by_its_step(fcpe):
         base = fcpe.resume(sal, "output")[0, 0, 5:-5]
         up = fcpe.resume(torch.roll(sal, 12, dims=1), "output")[0, 0, 5:-5]
     torch.testing.assert_close(cents(up, base), torch.full_like(base, 12 * step), atol=1e-2, rtol=0)
-
-
-def test_fcpe_missing_package_is_one_clear_config_error(monkeypatch):
-    from ontoscope.models.adapters import fcpe as adapter
-
-    monkeypatch.setattr(importlib.util, "find_spec", lambda *a, **k: None)
-    with pytest.raises(ConfigError) as err:
-        load_model("fcpe")
-    message = str(err.value)
-    assert "\n" not in message and "pip install --no-deps torchfcpe==0.0.4" in message
-    with pytest.raises(ConfigError, match="torchfcpe"):
-        adapter.load_fcpe()
 
 
 def test_fcpe_rejects_bad_audio_and_unsupported_checkpoints(fcpe):

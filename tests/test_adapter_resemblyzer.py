@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 import types
 
@@ -229,15 +228,6 @@ def test_bad_audio_is_one_clear_error(model):
         model(torch.zeros(16000))
     with pytest.raises(AudioError, match="at least 400 samples"):
         model(torch.zeros(1, 300))
-
-
-def test_missing_package_is_one_config_error_line(monkeypatch):
-
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None)
-    with pytest.raises(ConfigError) as err:
-        load_model("resemblyzer")
-    msg = str(err.value)
-    assert "\n" not in msg and "pip install --no-deps resemblyzer==0.1.4" in msg
 
 
 def test_gradients_reach_the_audio_and_jvp_is_supported_or_refused(model):

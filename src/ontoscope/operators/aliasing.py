@@ -97,9 +97,8 @@ def _band_lags(length: int, stride: int) -> torch.Tensor:
 def _band_matrix(length: int, stride: int) -> torch.Tensor:
     """``Q[t, t'] = 2 f_c sinc(2 f_c (t - t'))``, ``f_c = 1 / (2 stride)``: ``e^T Q e`` is the energy of the
     ``length``-tap filter ``e`` inside ``|f| < f_c`` cycles per sample."""
-    fc = 0.5 / stride
-    t = torch.arange(length, dtype=torch.float64)
-    return 2 * fc * torch.sinc(2 * fc * (t[:, None] - t[None, :]))
+    t = torch.arange(length)
+    return _band_lags(length, stride)[(t[:, None] - t[None, :]).abs()]
 
 
 def alias_fraction(

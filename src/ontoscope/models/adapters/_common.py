@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ontoscope.errors import ConfigError
+from ontoscope.errors import AudioError, ConfigError
 
-__all__ = ["Geometry", "Step", "freeze", "package_file", "seeded"]
+__all__ = ["Geometry", "Step", "check_clips", "freeze", "package_file", "seeded"]
 
 
 class Step(nn.Module):
@@ -117,3 +117,14 @@ def package_file(package: str, relative: str, *, what: str, install: str) -> Pat
         if path.is_file():
             return path
     raise ConfigError(f"{package} is installed but has no {relative}; reinstall it with `{install}`")
+
+
+def check_clips(audio: torch.Tensor, *, min_samples: int, who: str, sample_rate: int) -> None:
+    """One-line :class:`~ontoscope.errors.AudioError` unless ``audio`` is ``[batch, samples]`` with at least
+    ``min_samples`` samples (``who`` names the model in the message)."""
+    if audio.ndim != 2:
+        raise AudioError(f"audio must be [batch, samples], got shape {tuple(audio.shape)}")
+    if audio.shape[-1] < min_samples:
+        unit = "sample" if min_samples == 1 else "samples"
+        raise AudioError(f"{who} needs clips of at least {min_samples} {unit} ({min_samples / sample_rate * 1000:.3g} "
+                         f"ms at {sample_rate} Hz), got {audio.shape[-1]}")

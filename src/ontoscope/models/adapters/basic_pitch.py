@@ -84,8 +84,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ontoscope.errors import AudioError, ConfigError
-from ontoscope.models.adapters._common import Step, freeze, package_file
+from ontoscope.errors import ConfigError
+from ontoscope.models.adapters._common import Step, check_clips, freeze, package_file
 from ontoscope.models.adapters._onnx import read_onnx
 from ontoscope.models.protocol import Site, StagedModel
 
@@ -372,11 +372,8 @@ class BasicPitchModel(StagedModel):
     def preprocess(self, audio: torch.Tensor) -> torch.Tensor:
         """Audio ``[B, N]`` at 22 050 Hz -> the dB CQT ``[B, 1, 309, 1 + N // 256]``, the clip zero-filled to
         ``AUDIO_N_SAMPLES`` first when shorter; a one-line :class:`AudioError` for a bad shape or an empty clip."""
-        if audio.ndim != 2:
-            raise AudioError(f"audio must be [batch, samples], got shape {tuple(audio.shape)}")
+        check_clips(audio, min_samples=1, who="Basic Pitch", sample_rate=SAMPLE_RATE)
         n = audio.shape[-1]
-        if n < 1:
-            raise AudioError("Basic Pitch got an empty clip; give it at least one sample at 22050 Hz")
         padded = F.pad(audio, (0, max(0, AUDIO_N_SAMPLES - n)))
         return self.cqt(padded.unsqueeze(1))[..., : 1 + n // HOP]
 

@@ -44,8 +44,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ontoscope.errors import AudioError, ConfigError
-from ontoscope.models.adapters._common import freeze, package_file
+from ontoscope.errors import ConfigError
+from ontoscope.models.adapters._common import check_clips, freeze, package_file
 from ontoscope.models.protocol import Site, StagedModel
 
 __all__ = ["CENTS_OFFSET", "CrepeModel", "crepe_weights", "decode_salience", "load_crepe"]
@@ -169,8 +169,7 @@ class CrepeModel(StagedModel):
 
     def preprocess(self, audio: torch.Tensor) -> torch.Tensor:
         """Audio ``[B, N]`` -> normalised frames ``[B, 1, 1024, 1 + N // hop]`` (torchcrepe's framing)."""
-        if audio.ndim != 2:
-            raise AudioError(f"audio must be [batch, samples], got shape {tuple(audio.shape)}")
+        check_clips(audio, min_samples=1, who="CREPE", sample_rate=SAMPLE_RATE)
         padded = F.pad(audio, (FRAME // 2, FRAME // 2))
         frames = padded.unfold(-1, FRAME, self.hop)  # [B, T, 1024]
         frames = frames - frames.mean(dim=-1, keepdim=True)

@@ -74,8 +74,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ontoscope.errors import AudioError, ConfigError
-from ontoscope.models.adapters._common import freeze, package_file
+from ontoscope.errors import ConfigError
+from ontoscope.models.adapters._common import check_clips, freeze, package_file
 from ontoscope.models.frontend import hz_to_mel, mel_to_hz
 from ontoscope.models.protocol import Site, StagedModel
 
@@ -222,11 +222,7 @@ class FcpeModel(StagedModel):
 
     def preprocess(self, audio: torch.Tensor) -> torch.Tensor:
         """Audio ``[B, N]`` at 16 kHz -> log-mel ``[B, 128, 1 + N // 160]``."""
-        if audio.ndim != 2:
-            raise AudioError(f"audio must be [batch, samples], got shape {tuple(audio.shape)}")
-        if audio.shape[-1] < self.hop:
-            raise AudioError(f"FCPE needs clips of at least {self.hop} samples (one 10 ms hop at 16 kHz), "
-                             f"got {audio.shape[-1]}")
+        check_clips(audio, min_samples=self.hop, who="FCPE", sample_rate=SAMPLE_RATE)  # one hop
         return self.mel(audio)
 
     def postprocess(self, out: torch.Tensor) -> torch.Tensor:

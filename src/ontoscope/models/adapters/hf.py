@@ -80,7 +80,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ontoscope.errors import AudioError, ConfigError
-from ontoscope.models.adapters._common import Geometry, Step, freeze, seeded
+from ontoscope.models.adapters._common import Geometry, Step, check_clips, freeze, seeded
 from ontoscope.models.protocol import OutputKind, Site, StagedModel
 
 __all__ = ["HF_REFERENCES", "HFModel", "build_hf", "load_hf", "load_hf_path"]
@@ -212,11 +212,7 @@ class HFModel(StagedModel):
 
     def preprocess(self, audio: torch.Tensor) -> torch.Tensor:
         """Audio ``[B, samples]`` at ``sample_rate`` -> the first stage's input."""
-        if audio.ndim != 2:
-            raise AudioError(f"audio must be [batch, samples], got shape {tuple(audio.shape)}")
-        if audio.shape[-1] < self.min_samples:
-            raise AudioError(f"{self.kind} needs at least {self.min_samples} samples "
-                             f"({self.min_samples / self.sample_rate * 1000:.0f} ms), got {audio.shape[-1]}")
+        check_clips(audio, min_samples=self.min_samples, who=self.kind, sample_rate=self.sample_rate)
         return self._pre(audio)
 
     def postprocess(self, out: torch.Tensor) -> torch.Tensor:

@@ -54,7 +54,7 @@ from scipy.signal import get_window
 from torch import nn
 
 from ontoscope.errors import AudioError, ConfigError
-from ontoscope.models.adapters._common import freeze, package_file
+from ontoscope.models.adapters._common import check_clips, freeze, package_file
 from ontoscope.models.protocol import Site, StagedModel
 
 __all__ = ["PestoModel", "cqt_kernels", "load_pesto", "pesto_checkpoint", "read_checkpoint"]
@@ -269,8 +269,7 @@ class PestoModel(StagedModel):
 
     def _log_power(self, audio: torch.Tensor) -> torch.Tensor:
         """Uncropped ``ln |X|^2`` ``[B, n_bins, T]`` (PESTO's 20 log10 |X| dB times ln(10) / 10)."""
-        if audio.ndim != 2:
-            raise AudioError(f"audio must be [batch, samples], got shape {tuple(audio.shape)}")
+        check_clips(audio, min_samples=1, who="PESTO", sample_rate=SAMPLE_RATE)
         c = self.cqt(audio)
         mag = torch.sqrt(c[:, 0] ** 2 + c[:, 1] ** 2)
         db = 20.0 * torch.log10(mag.clamp_min(torch.finfo(torch.float32).eps))

@@ -50,8 +50,8 @@ import torch.nn.functional as F
 from scipy.signal import get_window
 from torch import nn
 
-from ontoscope.errors import AudioError, ConfigError
-from ontoscope.models.adapters._common import freeze, package_file
+from ontoscope.errors import ConfigError
+from ontoscope.models.adapters._common import check_clips, freeze, package_file
 from ontoscope.models.frontend import hz_to_mel, mel_filterbank, mel_to_hz
 from ontoscope.models.protocol import Site, StagedModel
 
@@ -151,14 +151,6 @@ class ResemblyzerModel(StagedModel):
         self.normalize = bool(normalize)
 
     # ------------------------------------------------------------------ audio to first stage
-    @staticmethod
-    def _check(audio: torch.Tensor, min_samples: int) -> None:
-        if audio.ndim != 2:
-            raise AudioError(f"audio must be [batch, samples], got shape {tuple(audio.shape)}")
-        if audio.shape[-1] < min_samples:
-            raise AudioError(f"Resemblyzer needs clips of at least {min_samples} samples "
-                             f"({min_samples / SAMPLE_RATE * 1000:.0f} ms at 16 kHz), got {audio.shape[-1]}")
-
     def normalize_volume(self, audio: torch.Tensor) -> torch.Tensor:
         """``audio`` ``[B, N]`` scaled per clip so that its RMS is at least -30 dBFS (``preprocess_wav``'s gain)."""
         rms = audio.pow(2).mean(-1, keepdim=True).sqrt()
@@ -168,7 +160,7 @@ class ResemblyzerModel(StagedModel):
 
     def preprocess(self, audio: torch.Tensor) -> torch.Tensor:
         """Audio ``[B, N]`` at 16 kHz (N >= 400) -> mel power ``[B, 40, 1 + N // 160]``."""
-        self._check(audio, N_FFT)
+        check_clips(audio, min_samples=N_FFT, who="Resemblyzer", sample_rate=SAMPLE_RATE)
         if self.normalize:
             audio = self.normalize_volume(audio)
         return self.mel(audio)
@@ -210,7 +202,7 @@ class ResemblyzerModel(StagedModel):
         (``mel`` site onwards), and the mean of the unit-norm partial embeddings L2-normalised. With
         ``return_partials`` the partial embeddings ``[B, P, 256]`` come too.
         """
-        self._check(audio, 1)
+        check_clips(audio, min_samples=1, who="Resemblyzer", sample_rate=SAMPLE_RATE)
         n = audio.shape[-1]
         starts = self.partial_starts(n, rate=rate, min_coverage=min_coverage)
         if self.normalize:

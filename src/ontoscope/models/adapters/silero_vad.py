@@ -78,8 +78,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ontoscope.errors import AudioError, ConfigError
-from ontoscope.models.adapters._common import Step, freeze, package_file
+from ontoscope.errors import ConfigError
+from ontoscope.models.adapters._common import Step, check_clips, freeze, package_file
 from ontoscope.models.adapters._onnx import read_onnx
 from ontoscope.models.protocol import Site, StagedModel
 
@@ -208,10 +208,7 @@ class SileroVadModel(StagedModel):
         The clip is zero-padded on the right to a multiple of 512 samples and
         preceded by 64 zeros, the context of the first chunk.
         """
-        if audio.ndim != 2:
-            raise AudioError(f"audio must be [batch, samples], got shape {tuple(audio.shape)}")
-        if audio.shape[-1] == 0:
-            raise AudioError("Silero VAD needs at least one sample (clips are zero-padded to 512-sample chunks)")
+        check_clips(audio, min_samples=1, who="Silero VAD", sample_rate=SAMPLE_RATE)  # zero-padded to chunks
         padded = F.pad(audio, (CONTEXT, -audio.shape[-1] % CHUNK))
         return padded.unfold(-1, WINDOW, CHUNK).transpose(1, 2).unsqueeze(1)
 
