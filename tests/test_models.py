@@ -1,5 +1,7 @@
+import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -7,7 +9,7 @@ from ontoscope.errors import ConfigError
 from ontoscope.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ontoscope.models.family import build
 from ontoscope.models.spec import load_spec, parse_spec
-from ontoscope.models.train import history_table, train
+from ontoscope.models.train import autocast, history_table, parse_config, train
 from ontoscope.stimuli import FactorSpace
 from ontoscope.stimuli.dataset import StimulusSet
 
@@ -223,3 +225,59 @@ def test_registry_loads_family_checkpoints_and_specs(tiny_set, tmp_path):
                                                  strict=True))
     with pytest.raises(ConfigError, match="unknown model reference"):
         load_model("crepe-large")
+
+
+@pytest.mark.parametrize("recipe", [dict(), dict(stft_ffts=[256, 2048], mel_weight=0.5, segment=0.2)],
+                         ids=["default", "mel-and-long-fft"])
+def test_every_loss_term_resumes_to_the_uninterrupted_weights(tiny_set, tmp_path, recipe):
+    spec = parse_spec(dict(family="conv_ae", strides=[2, 2], width=4, bottleneck=4))
+    cfg = dict(steps=8, batch_size=4, warmup=2, eval_every=4, checkpoint_every=4, **recipe)
+    full, _ = train(spec, tiny_set, tmp_path / "a", cfg, progress=False)
+    train(spec, tiny_set, tmp_path / "b", cfg, progress=False, stop_after=3)
+    resumed, card = train(spec, tiny_set, tmp_path / "b", cfg, progress=False)
+    assert card["step"] == 8 and card["train"]["stft_ffts"] == recipe.get("stft_ffts", [256, 512, 1024])
+    for (k, x), y in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(x, y), k
+
+
+def test_a_checkpoint_written_before_a_recipe_field_existed_still_resumes(tiny_set, tmp_path):
+    spec = parse_spec(dict(family="conv_ae", strides=[2, 2], width=4, bottleneck=4))
+    cfg = dict(steps=6, batch_size=4, warmup=2, eval_every=3, checkpoint_every=3)
+    train(spec, tiny_set, tmp_path / "ck", cfg, progress=False, stop_after=3)
+    card = json.loads((tmp_path / "ck" / "card.json").read_text())
+    for new in ("stft_ffts", "mel_weight", "precision"):
+        del card["train"][new]
+    (tmp_path / "ck" / "card.json").write_text(json.dumps(card))
+    _, done = train(spec, tiny_set, tmp_path / "ck", cfg, progress=False)
+    assert done["step"] == 6
+    with pytest.raises(CheckpointError, match="another spec, config"):
+        train(spec, tiny_set, tmp_path / "ck", dict(cfg, mel_weight=1.0), progress=False)
+
+
+def test_bf16_autocast_changes_the_forward_pass_and_auto_means_fp32_on_cpu(tiny_set, tmp_path):
+    spec = parse_spec(dict(family="conv_ae", strides=[2, 2], width=4, bottleneck=4))
+    cfg = dict(steps=4, batch_size=4, warmup=1, eval_every=2)
+    fp32, _ = train(spec, tiny_set, tmp_path / "fp32", dict(cfg, precision="fp32"), progress=False)
+    auto, _ = train(spec, tiny_set, tmp_path / "auto", cfg, progress=False)
+    bf16, card = train(spec, tiny_set, tmp_path / "bf16", dict(cfg, precision="bf16"), progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(fp32.state_dict().values(), auto.state_dict().values(), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(fp32.state_dict().values(), bf16.state_dict().values(),
+                                                       strict=True))
+    assert np.isfinite(history_table(card)["loss"].dropna()).all()
+    # the weights stay fp32 (autocast casts the operations, not the parameters)
+    assert all(p.dtype == torch.float32 for p in bf16.parameters())
+    with torch.no_grad(), autocast(torch.device("cpu"), "bf16"):
+        assert fp32(tiny_set.audio([0])).dtype == torch.bfloat16
+    with torch.no_grad(), autocast(torch.device("cpu"), "auto"):
+        assert fp32(tiny_set.audio([0])).dtype == torch.float32
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(precision="fp16"), "precision"),
+    (dict(stft_ffts=[]), "stft_ffts"),
+    (dict(mel_weight=-1), "mel_weight"),
+])
+def test_a_bad_recipe_field_is_named_in_one_line(bad, message):
+    with pytest.raises(ConfigError, match=message) as err:
+        parse_config(bad)
+    assert "\n" not in str(err.value)

@@ -12,11 +12,12 @@ an uninterrupted one on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,7 @@ from ontoscope.models.checkpoint import (
     save_checkpoint,
 )
 from ontoscope.models.family import build
-from ontoscope.models.losses import multi_resolution_stft_loss
+from ontoscope.models.losses import multi_resolution_stft_loss, multi_scale_mel_loss
 from ontoscope.models.protocol import StagedModel
 from ontoscope.models.spec import spec_to_dict
 from ontoscope.stimuli.dataset import StimulusSet
@@ -56,7 +57,12 @@ class TrainConfig(BaseModel):
     eval_every: int = Field(100, ge=1)
     checkpoint_every: int = Field(100, ge=1)
     segment: float | None = Field(None, gt=0, description="seconds of each clip used per example (random crop)")
+    stft_ffts: tuple[int, ...] = Field((256, 512, 1024), min_length=1,
+                                       description="FFT sizes of the multi-resolution STFT loss (autoencoders)")
+    mel_weight: float = Field(0.0, ge=0, description="weight of the multi-scale mel loss (autoencoders)")
     device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="bf16 autocast of the forward pass; auto: bf16 on CUDA, fp32 on CPU")
 
 
 def parse_config(data: dict[str, Any] | None) -> TrainConfig:
@@ -77,6 +83,25 @@ def pick_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise ConfigError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+
+
+def _same_recipe(saved: dict[str, Any] | None, cfg: TrainConfig) -> bool:
+    """Whether a checkpoint's recipe is ``cfg`` (fields added since it was written take their defaults)."""
+    try:
+        return saved is not None and parse_config(saved).model_dump(mode="json") == cfg.model_dump(mode="json")
+    except ConfigError:
+        return False
+
+
+def autocast(device: torch.device, precision: str = "auto") -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA when ``precision`` is ``auto`` or ``bf16``; nothing otherwise.
+
+    On CPU ``auto`` means fp32, so CPU runs stay bit-reproducible at one thread; ``bf16`` on CPU autocasts
+    there too (slower on most CPUs, for checking a GPU run's numerics). Losses are computed in fp32.
+    """
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -113,19 +138,26 @@ def _targets(model: StagedModel, data: StimulusSet) -> torch.Tensor | None:
     return torch.tensor(np.stack(cols, 1), dtype=torch.float32)
 
 
-def loss_fn(model: StagedModel, audio: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
-    """The family's training loss on a batch of audio ``[B, samples]``."""
+def loss_fn(model: StagedModel, audio: torch.Tensor, target: torch.Tensor | None, *,
+            cfg: TrainConfig | None = None) -> torch.Tensor:
+    """The family's training loss on a batch of audio ``[B, samples]`` under the recipe ``cfg``.
+
+    The forward pass runs under whatever autocast surrounds the call; the loss itself is computed in fp32.
+    """
+    cfg = cfg or TrainConfig()
     out = model(audio)
-    if model.output == "audio":
-        n = audio.shape[-1]
-        pred = out[..., :n]
-        loss = multi_resolution_stft_loss(pred, audio) + F.l1_loss(pred, audio)
-        q = getattr(model, "quantizer", None)
-        return loss + q.loss if q is not None else loss
-    if model.output == "spectrogram":
-        return F.l1_loss(out, model.target(audio))
-    mask = torch.isfinite(target)
-    return F.mse_loss(out[mask], target[mask])
+    with torch.autocast(audio.device.type, enabled=False):
+        if model.output == "audio":
+            pred = out[..., :audio.shape[-1]].float()
+            loss = multi_resolution_stft_loss(pred, audio, cfg.stft_ffts) + F.l1_loss(pred, audio)
+            if cfg.mel_weight > 0:
+                loss = loss + cfg.mel_weight * multi_scale_mel_loss(pred, audio, model.spec.sample_rate)
+            q = getattr(model, "quantizer", None)
+            return loss + q.loss.float() if q is not None else loss
+        if model.output == "spectrogram":
+            return F.l1_loss(out.float(), model.target(audio))
+        mask = torch.isfinite(target)
+        return F.mse_loss(out.float()[mask], target[mask])
 
 
 def _crop(audio: torch.Tensor, seconds: float | None, sr: int, rng: np.random.Generator) -> torch.Tensor:
@@ -154,15 +186,17 @@ def _load_optimizer_state(opt: torch.optim.Optimizer, flat: dict[str, torch.Tens
     opt.load_state_dict(sd)
 
 
-def evaluate(model: StagedModel, audio: torch.Tensor, target: torch.Tensor | None, batch: int = 32) -> float:
+def evaluate(model: StagedModel, audio: torch.Tensor, target: torch.Tensor | None, *, batch: int = 32,
+             cfg: TrainConfig | None = None) -> float:
     """Mean loss over held-out clips."""
+    cfg = cfg or TrainConfig()
     model.eval()
     total, n = 0.0, 0
-    with torch.no_grad():
+    with torch.no_grad(), autocast(audio.device, cfg.precision):
         for s in range(0, audio.shape[0], batch):
             a = audio[s:s + batch]
             t = target[s:s + batch] if target is not None else None
-            total += float(loss_fn(model, a, t)) * a.shape[0]
+            total += float(loss_fn(model, a, t, cfg=cfg)) * a.shape[0]
             n += a.shape[0]
     model.train()
     return total / n
@@ -215,7 +249,7 @@ def train(
     step, history = 0, []
     if (out / "card.json").exists():
         card = read_card(out)
-        same = (card["spec"] == spec_to_dict(spec) and card.get("train") == cfg.model_dump()
+        same = (card["spec"] == spec_to_dict(spec) and _same_recipe(card.get("train"), cfg)
                 and card.get("data", {}).get("table_hash") == data_id["table_hash"])
         if not same:
             raise CheckpointError(f"{out} holds a checkpoint of another spec, config or data set; choose another "
@@ -234,14 +268,14 @@ def train(
     batch = min(cfg.batch_size, len(train_idx))
 
     def checkpoint(final: bool = False) -> dict[str, Any]:
-        card = {"train": cfg.model_dump(), "data": data_id, "step": step, "history": history,
+        card = {"train": cfg.model_dump(mode="json"), "data": data_id, "step": step, "history": history,
                 "seed": cfg.seed, "final": final,
                 "eval_loss": next((h["eval_loss"] for h in reversed(history) if "eval_loss" in h), None)}
         save_checkpoint(out, model, card, _optimizer_state(opt))
         return read_card(out)
 
     if step == 0:
-        history.append({"step": 0, "eval_loss": evaluate(model, audio_eval, t_eval)})
+        history.append({"step": 0, "eval_loss": evaluate(model, audio_eval, t_eval, cfg=cfg)})
     model.train()
     start, t0, done_here = step, time.perf_counter(), 0
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -259,7 +293,8 @@ def train(
             t = t_train[pick] if t_train is not None else None
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
-            loss = loss_fn(model, a, t)
+            with autocast(device, cfg.precision):
+                loss = loss_fn(model, a, t, cfg=cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -268,7 +303,7 @@ def train(
             done_here += 1
             rec: dict[str, Any] = {"step": step, "loss": float(loss.detach())}
             if step % cfg.eval_every == 0 or step == cfg.steps:
-                rec["eval_loss"] = evaluate(model, audio_eval, t_eval)
+                rec["eval_loss"] = evaluate(model, audio_eval, t_eval, cfg=cfg)
             history.append(rec)
             bar.update(task, completed=step, loss=rec["loss"])
             if step % cfg.checkpoint_every == 0 and step < cfg.steps:
