@@ -64,6 +64,8 @@ BAD = [
     (_with("models.0.arch.width", -1), "width"),
     (_with("models.0.train.stepz", 5), "stepz"),
     (_with("models.0.train.steps", 0), "steps"),
+    (_with("models.0.train.precision", "fp16"), "precision"),
+    (_with("analyses", {"operational": {"device": "gpu"}}), "unknown device 'gpu'; use auto, cpu, cuda or cuda:N"),
     (_with("stimuli.source", "soundfont"), "needs bank"),
     (_with("analyses", {"operational": {"n_steer": 1}}), "analyses.operational.n_steer"),
     (_with("report", {"examples": -1}), "report.examples"),

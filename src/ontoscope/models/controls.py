@@ -194,7 +194,7 @@ class PlaceControl(nn.Module):
         pos = (1200 * torch.log2(f0) - self.low_cents) / self.CENTS_PER_BIN  # [B] fractional bin
         bins = torch.arange(self.perm.numel(), dtype=torch.float32)
         sal = torch.exp(-0.5 * ((bins[None] - pos[:, None]) / self.WIDTH_BINS) ** 2)
-        sal = torch.nan_to_num(sal, nan=0.0)[:, self.perm]
+        sal = torch.nan_to_num(sal, nan=0.0)[:, self.perm.cpu()]
         return sal[..., None].expand(-1, -1, self._frames(audio.shape[-1])).contiguous().to(audio.device)
 
     def f0(self, acts: torch.Tensor) -> torch.Tensor:

@@ -58,6 +58,7 @@ from torch import nn
 
 from ontoscope.errors import ConfigError
 from ontoscope.models.protocol import AudioModel
+from ontoscope.probing.capture import model_device
 from ontoscope.probing.interchange import check_pairs, interchange_accuracy, orthonormal_basis, pair_positions
 from ontoscope.stimuli.dataset import StimulusSet
 from ontoscope.stimuli.factors import FactorSpace
@@ -139,10 +140,11 @@ def _encode_pairs(model: AudioModel, pairs: StimulusSet, site: str, factor: str,
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Size]:
     b_pos, s_pos = pair_positions(pairs, factor)
     a_b, a_s, target = [], [], []
+    device = model_device(model)
     with torch.no_grad():
         for i in range(0, len(b_pos), chunk):
-            ab = model.encode(pairs.audio(b_pos[i:i + chunk]), site)
-            as_ = model.encode(pairs.audio(s_pos[i:i + chunk]), site)
+            ab = model.encode(pairs.audio(b_pos[i:i + chunk]).to(device), site)
+            as_ = model.encode(pairs.audio(s_pos[i:i + chunk]).to(device), site)
             a_b.append(ab.reshape(ab.shape[0], -1, ab.shape[-1]))
             a_s.append(as_.reshape(as_.shape[0], -1, as_.shape[-1]))
             target.append(model.resume(as_, site))
@@ -238,7 +240,8 @@ def fit_subspace(
 
     def run(sub: _Subspace, opt: torch.optim.Optimizer, n_steps: int, history: list[float]) -> None:
         for _ in range(n_steps):
-            idx = torch.randperm(n, generator=gen)[:batch] if n > batch else torch.arange(n)
+            # drawn on the CPU (the generator's device, so the draws do not depend on the model's), used there
+            idx = (torch.randperm(n, generator=gen)[:batch] if n > batch else torch.arange(n)).to(a_b.device)
             q = sub.basis.to(dtype)
             db = a_s[idx] - a_b[idx]
             edited = a_b[idx] + q @ (q.T @ db)

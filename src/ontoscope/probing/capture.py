@@ -53,10 +53,13 @@ def _site_rate(model: AudioModel, name: str, n_frames: int, n_samples: int) -> f
 
 
 def model_device(model: AudioModel) -> torch.device:
-    """The device of a model's first parameter (CPU for a model without parameters)."""
-    params = getattr(model, "parameters", None)
-    first = next(iter(params()), None) if callable(params) else None
-    return first.device if first is not None else torch.device("cpu")
+    """The device of a model's first parameter, else of its first buffer (CPU for a model with neither)."""
+    for attr in ("parameters", "buffers"):
+        tensors = getattr(model, attr, None)
+        first = next(iter(tensors()), None) if callable(tensors) else None
+        if first is not None:
+            return first.device
+    return torch.device("cpu")
 
 
 def capture(

@@ -28,6 +28,7 @@ import torch
 
 from ontoscope.errors import ConfigError
 from ontoscope.models.protocol import AudioModel, require_audio_output
+from ontoscope.probing.capture import model_device
 from ontoscope.probing.probes import DEFAULT_ALPHAS, r2_score, ridge_cv, split_indices
 
 __all__ = ["erase_and_resume", "erasure_decodability", "fit_eraser"]
@@ -39,6 +40,7 @@ def fit_eraser(X: np.ndarray | torch.Tensor, z: np.ndarray | torch.Tensor) -> ob
 
     x = torch.as_tensor(np.asarray(X, dtype=np.float64)) if not isinstance(X, torch.Tensor) else X.double()
     zz = torch.as_tensor(np.asarray(z, dtype=np.float64)) if not isinstance(z, torch.Tensor) else z.double()
+    zz = zz.to(x.device)
     if zz.ndim == 1:
         zz = zz[:, None]
     if x.ndim != 2 or zz.shape[0] != x.shape[0]:
@@ -95,9 +97,11 @@ def erase_and_resume(model: AudioModel, audio: torch.Tensor, site: str, eraser: 
     """Audio the model produces when ``eraser`` is applied to every frame of ``site`` (channels, or ``C·F``)."""
     require_audio_output(model, "erasure")
     with torch.no_grad():
-        acts = model.encode(audio, site)
+        acts = model.encode(audio.to(model_device(model)), site)
         flat = acts.reshape(acts.shape[0], -1, acts.shape[-1])
         frames = flat.permute(0, 2, 1).reshape(-1, flat.shape[1]).double()
-        erased = eraser(frames).to(acts.dtype)  # type: ignore[operator]
+        # the eraser's tensors stay where it was fitted (the CPU for numpy features): the frames go there and back
+        where = getattr(getattr(eraser, "proj_left", None), "device", frames.device)
+        erased = eraser(frames.to(where)).to(device=acts.device, dtype=acts.dtype)  # type: ignore[operator]
         back = erased.reshape(flat.shape[0], flat.shape[2], flat.shape[1]).permute(0, 2, 1)
         return model.resume(back.reshape(acts.shape).contiguous(), site)

@@ -40,6 +40,7 @@ import torch
 
 from ontoscope.errors import ConfigError
 from ontoscope.models.protocol import AudioModel, require_audio_output
+from ontoscope.probing.capture import model_device
 from ontoscope.probing.interventions import Interchange, run_interventions
 from ontoscope.stimuli.dataset import StimulusSet
 from ontoscope.stimuli.factors import FactorSpace
@@ -89,9 +90,10 @@ def interchange(model: AudioModel, base: torch.Tensor, source: torch.Tensor, sit
     require_audio_output(model, "interchange")
     if base.shape != source.shape:
         raise ConfigError(f"base and source clips differ in shape: {tuple(base.shape)} vs {tuple(source.shape)}")
+    device = model_device(model)
     with torch.no_grad():
-        a_b = model.encode(base, site)
-        a_s = model.encode(source, site)
+        a_b = model.encode(base.to(device), site)
+        a_s = model.encode(source.to(device), site)
     q = np.asarray(basis, dtype=np.float64)
     width = int(np.prod(a_b.shape[1:-1]))
     if q.ndim != 2 or q.shape[0] != width:
@@ -138,7 +140,7 @@ def interchange_accuracy(
         measured = []
         for i in range(0, len(b_pos), chunk):
             out = interchange(model, pairs.audio(b_pos[i:i + chunk]), pairs.audio(s_pos[i:i + chunk]), site, basis)
-            measured.append(measure(out, model.sample_rate))
+            measured.append(measure(out.cpu(), model.sample_rate))
         m = pd.concat(measured, ignore_index=True)
         fac = space[factor]
         mi = fac.normalize(m[factor].to_numpy())

@@ -431,7 +431,7 @@ def _operational(model: AudioModel, stimuli: StimulusSet, cap: Capture, pairs: S
     def measure_norm(y: torch.Tensor) -> np.ndarray:
         from ontoscope.descriptors import measure
 
-        table = readout(y) if readout is not None else measure(y, model.sample_rate)
+        table = readout(y) if readout is not None else measure(y.cpu(), model.sample_rate)
         return np.stack([space[n].normalize(table[n].to_numpy(dtype=np.float64)) for n in space.names], 1)
 
     def natural(values: np.ndarray) -> pd.DataFrame:

@@ -174,7 +174,7 @@ class RidgeCVResult:
 
     def predict(self, x: np.ndarray | torch.Tensor) -> np.ndarray:
         """Predictions ``[n, k]`` for features ``x`` ``[n, d]``."""
-        xm = _as_matrix(x, "X").numpy()
+        xm = _as_matrix(x, "X").cpu().numpy()
         return xm @ self.coef + self.intercept
 
 
@@ -227,7 +227,7 @@ def ridge_cv(
     and explicit folds, picks one penalty for all).
     """
     x = _as_matrix(X, "X")
-    y = _as_matrix(Y, "Y", allow_1d=True)
+    y = _as_matrix(Y, "Y", allow_1d=True).to(x.device)
     if y.ndim == 1:
         y = y[:, None]
     n = x.shape[0]
@@ -254,9 +254,10 @@ def ridge_cv(
     best = torch.argmax(path, dim=0)  # first maximum: the smallest index on ties
     w_all, mx, my = _ridge_path(x, y, al)
     k = y.shape[1]
-    coef = w_all[best, :, torch.arange(k, device=x.device)].T  # [d, k]
+    cols = torch.arange(k, device=x.device)
+    coef = w_all[best, :, cols].T  # [d, k]
     intercept = my - mx @ coef
-    return RidgeCVResult(alphas=a, alpha=a[best.cpu().numpy()], cv_r2=path[best, torch.arange(k)].cpu().numpy(),
+    return RidgeCVResult(alphas=a, alpha=a[best.cpu().numpy()], cv_r2=path[best, cols].cpu().numpy(),
                          r2_path=path.cpu().numpy(), fold_r2=fr.cpu().numpy(), coef=coef.cpu().numpy(),
                          intercept=intercept.cpu().numpy())
 
@@ -271,7 +272,7 @@ def logistic_cv(
     """
     from sklearn.linear_model import LogisticRegression
 
-    x = _as_matrix(X, "X").numpy()
+    x = _as_matrix(X, "X").cpu().numpy()
     labels = np.asarray(y)
     splits = kfold_indices(len(x), folds, seed) if isinstance(folds, (int, np.integer)) else list(folds)
     scores = []
@@ -298,8 +299,8 @@ def mlp_probe(X: np.ndarray, Y: np.ndarray, hidden: int = 64, seed: int = 0, max
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPRegressor
 
-    x = _as_matrix(X, "X").numpy()
-    y = _as_matrix(Y, "Y", allow_1d=True).numpy().reshape(len(x), -1)
+    x = _as_matrix(X, "X").cpu().numpy()
+    y = _as_matrix(Y, "Y", allow_1d=True).cpu().numpy().reshape(len(x), -1)
     small = len(x) < 2000
     model = MLPRegressor(hidden_layer_sizes=(hidden,), activation="tanh", alpha=1e-4,
                          solver="lbfgs" if small else "adam", max_iter=max_iter, early_stopping=not small,
@@ -409,7 +410,7 @@ def probe_factors(
         interval), ``control_r2``, ``selectivity``; for categorical columns ``probe = "logistic"``
         and the scores are accuracies.
     """
-    x = _as_matrix(X, "X").numpy()
+    x = _as_matrix(X, "X").cpu().numpy()
     if len(factors) != len(x):
         raise ConfigError(f"X has {len(x)} rows but the factor table has {len(factors)}")
     unknown = set(probes) - {"ridge", "mlp"}

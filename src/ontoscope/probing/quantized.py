@@ -31,6 +31,7 @@ import torch
 
 from ontoscope.errors import ConfigError
 from ontoscope.models.protocol import AudioModel, StagedModel, site_index
+from ontoscope.probing.capture import model_device
 
 __all__ = ["quantizer_after", "quantizer_retention"]
 
@@ -76,7 +77,7 @@ def quantizer_retention(model: AudioModel, audio: torch.Tensor, site: str, direc
         raise ConfigError("give non-zero magnitudes")
     quantizer = model.stages[site_index(model.sites(), q_site)]
     with torch.no_grad():
-        acts = model.encode(audio, site)
+        acts = model.encode(audio.to(model_device(model)), site)
         d = torch.as_tensor(np.asarray(direction, dtype=np.float32), device=acts.device)
         if d.numel() != acts.shape[1]:
             raise ConfigError(f"the direction has {d.numel()} entries; site {site!r} has {acts.shape[1]} channels")

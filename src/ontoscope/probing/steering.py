@@ -42,6 +42,7 @@ import torch
 
 from ontoscope.errors import ConfigError
 from ontoscope.models.protocol import AudioModel, require_audio_output, site_index
+from ontoscope.probing.capture import model_device
 from ontoscope.probing.interventions import Additive, Modulation, run_interventions
 from ontoscope.probing.probes import DEFAULT_ALPHAS, ridge_cv
 from ontoscope.stimuli.factors import FactorSpace
@@ -99,7 +100,7 @@ def steer(model: AudioModel, audio: torch.Tensor, site: str, direction: np.ndarr
     sites = model.sites()
     stride = sites[site_index(sites, site)].stride
     with torch.no_grad():
-        acts = model.encode(audio, site)
+        acts = model.encode(audio.to(model_device(model)), site)
     if rate_hz is None:
         ivs = [Additive(direction, float(m)) for m in magnitudes]
     else:
@@ -156,7 +157,7 @@ def effect_matrix(
         require_audio_output(model, "steering without a readout")
 
         def readout(y: torch.Tensor) -> pd.DataFrame:
-            return measure(y, model.sample_rate)
+            return measure(y.cpu(), model.sample_rate)
 
     mags = np.asarray(magnitudes, dtype=np.float64)
     if mags.size < 2 or np.ptp(mags) == 0:

@@ -107,6 +107,15 @@ class OperationalConfig(_Strict):
     sites: list[str] | None = None
     max_sites: int | None = Field(None, ge=1, description="at most this many sites, evenly spread, the "
                                   "bottleneck always among them")
+    device: str = Field("auto", description="where the model runs: auto (CUDA when present), cpu, cuda or cuda:N; "
+                        "in fp32, since effects are differences of outputs that bf16 rounding would swamp")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if v not in ("auto", "cpu", "cuda") and not (v.startswith("cuda:") and v[5:].isdigit()):
+            raise ValueError(f"unknown device {v!r}; use auto, cpu, cuda or cuda:N")
+        return v
 
     @field_validator("families")
     @classmethod
@@ -287,7 +296,7 @@ def expand_models(cfg: StudyConfig, source: str = "config") -> list[ModelPlan]:
             sd = spec_to_dict(spec)
             for seed in entry.seeds:
                 try:
-                    train = parse_train({**entry.train, "seed": seed}).model_dump()
+                    train = parse_train({**entry.train, "seed": seed}).model_dump(mode="json")
                 except ConfigError as e:
                     raise ConfigError(f"{source}: models.{i}.train.{str(e).removeprefix('training config: ')}"
                                       ) from None

@@ -2,7 +2,7 @@
 
 ``local`` runs them in-process, one model after the other. ``ray`` submits each
 model's chain (train → latent → operational) as one Ray task, with the stages'
-CPU (and, with ``device: cuda`` in the training recipe, GPU) needs as the task's
+CPU (and, with ``device: cuda`` in the training recipe or the operational analysis, GPU) needs as the task's
 resources, and ``retries`` re-executions when a worker dies. A re-executed task
 skips the stages already finished and resumes training from its checkpoint
 (:mod:`~ontoscope.study.cache`), so a killed worker costs only the unfinished
@@ -31,10 +31,9 @@ __all__ = ["run_on_ray"]
 _STAGE_DIRS = ("train", "latent", "operational")
 
 
-def _resources(m: dict[str, Any]) -> dict[str, float]:
-    plan = m["plan"]
-    device = (plan.train or {}).get("device", "auto")
-    gpus = 1.0 if device == "cuda" else 0.0
+def _resources(m: dict[str, Any], cfg: StudyConfig) -> dict[str, float]:
+    devices = ((m["plan"].train or {}).get("device", "auto"), cfg.analyses.operational.device)
+    gpus = 1.0 if any(d.startswith("cuda") for d in devices) else 0.0
     return {"num_cpus": 1, "num_gpus": gpus}
 
 
@@ -90,7 +89,7 @@ def run_on_ray(cfg: StudyConfig, models: list[dict[str, Any]], stim: Path, pairs
         for m in models:
             if console is not None:
                 console(f"queue {'model':<12} {m['plan'].id}")
-            refs.append(task.options(**_resources(m)).remote(cfg, m, str(stim), str(pairs) if pairs else None,
+            refs.append(task.options(**_resources(m, cfg)).remote(cfg, m, str(stim), str(pairs) if pairs else None,
                                                                forced, torch.get_num_threads(), url))
         records = []
         for m, ref in zip(models, refs, strict=True):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from ontoscope.artifacts import save_table
 from ontoscope.models.protocol import AudioModel
@@ -125,11 +126,14 @@ def choose_sites(model: AudioModel, max_sites: int | None) -> list[str] | None:
 def operational_stage(cfg: StudyConfig, plan: ModelPlan, train_dir: Path | None, stimuli: Path,
                       pairs: Path | None, out: Path) -> dict[str, Any]:
     """The operational ontology of one model, with its figures (``OperationalOntology.save`` layout)."""
+    from ontoscope.models.train import pick_device
     from ontoscope.probing.figures import write_operational_figures
     from ontoscope.probing.operational import operational_ontology
 
     oc = cfg.analyses.operational
     model = load_plan_model(plan, train_dir)
+    if isinstance(model, torch.nn.Module):
+        model = model.to(pick_device(oc.device))
     stim_set = StimulusSet.load(stimuli / "set")
     pair_set = StimulusSet.load(pairs / "set") if pairs is not None else None
     if int(model.sample_rate) != stim_set.sr:  # the same clips rendered at the model's rate, not resampled
