@@ -56,8 +56,10 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/ontoscope run configs/demo.yaml --out $(OUT)
 
+# lint-imports: the layering contract of pyproject.toml's [tool.importlinter] (docs/architecture.md).
 test: setup
 	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 bench: setup
@@ -67,11 +69,12 @@ bench: setup
 findings: setup
 	OMP_NUM_THREADS=1 $(BIN)/ontoscope run configs/findings_arch.yaml & \
 	OMP_NUM_THREADS=1 $(BIN)/ontoscope run configs/findings_scale.yaml & wait
-	$(BIN)/python scripts/findings_views.py runs/findings_arch --where "bottleneck == 16 and antialias == 'none'"
+	$(BIN)/python scripts/findings_views.py runs/findings_arch --where "compression == 16 and antialias == 'none' and activation == 'elu'"
 	$(BIN)/python scripts/findings_tables.py runs/findings_arch runs/findings_scale --figures docs/figures
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache .import_linter_cache

@@ -7,6 +7,7 @@ import pytest
 from ontoscope.descriptors import FACTOR_COLUMNS, SPECTRAL_COLUMNS, measure
 from ontoscope.descriptors.accuracy import CRITERIA, Criterion, round_trip_errors
 from ontoscope.errors import AudioError, ConfigError, OntoscopeError, SampleRateError
+from ontoscope.models.adapters.pesto import pesto_f0_track
 from ontoscope.stimuli import FactorSpace, render
 
 SR = 16000
@@ -95,7 +96,7 @@ def test_same_input_same_result_and_chunks_change_little(round_trip):
 @pytest.mark.slow
 def test_pesto_is_a_second_f0_method():
     table = FactorSpace.create(["f0", "loudness"]).sample(6, seed=4)
-    m = measure(render(table, sr=SR, seconds=0.5), SR, f0_method="pesto")
+    m = measure(render(table, sr=SR, seconds=0.5), SR, f0_method=pesto_f0_track)
     cents = 1200 * np.abs(np.log2(m["f0"] / table["f0"]))
     assert np.nanmedian(cents) < 20.0 and np.isfinite(cents).all()
 

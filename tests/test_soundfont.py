@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 
 from ontoscope.cli import app
 from ontoscope.descriptors import measure
+from ontoscope.descriptors.renders import render_soundfont_set
 from ontoscope.errors import ConfigError, FactorError
-from ontoscope.stimuli.dataset import StimulusSet, set_space
+from ontoscope.stimuli.dataset import set_space
 from ontoscope.stimuli.factors import FactorSpace
 from ontoscope.stimuli.soundfont import BANK_ENV, check_bank, find_bank, open_soundfont, soundfont_available
 from ontoscope.stimuli.soundfont_set import (
@@ -22,7 +23,6 @@ from ontoscope.stimuli.soundfont_set import (
     check_space,
     parse_programs,
     render_clips,
-    render_soundfont_set,
     soundfont_pairs,
     soundfont_table,
 )
@@ -179,7 +179,7 @@ def test_same_seed_renders_the_same_audio(tmp_path):
     alone = render_clips(a.factors.iloc[[3, 0]], sf, 1.0)
     assert np.array_equal(alone, a.audio([3, 0]).numpy())
     # the set is a StimulusSet like a synthetic one, and a second render of it is a no-op
-    again = StimulusSet.soundfont(tmp_path / "a", space, 4, SR, 1.0, seed=7, programs=[40, 73])
+    again = render_soundfont_set(tmp_path / "a", space, 4, SR, 1.0, seed=7, programs=[40, 73])
     assert again.manifest == a.manifest
     meta = a.manifest["meta"]
     assert meta["source"] == "soundfont" and meta["programs"] == [40, 73] and meta["bank"].endswith(".sf2")

@@ -7,9 +7,14 @@
 - :mod:`~ontoscope.descriptors.envelope`: loudness, attack, tremolo, beating (roughness);
 - :mod:`~ontoscope.descriptors.modulation`: sinusoid fits, vibrato from the f0 track;
 - :mod:`~ontoscope.descriptors.spectral`: centroid, spread, flatness, rolloff, RMS (as librosa).
+
+:mod:`~ontoscope.descriptors.renders` makes the stimulus sets that are measured as they are rendered
+(SoundFont sets) and holds ``render_stimuli``, the one call that renders any set.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -25,6 +30,12 @@ FACTOR_COLUMNS = ("f0", "loudness", "brightness", "odd_even", "inharmonicity", "
 #: The standard spectral descriptors :func:`measure` adds (frame means; Hz, except flatness and RMS).
 SPECTRAL_COLUMNS = ("centroid", "spread", "flatness", "rolloff", "rms")
 
+#: An f0 tracker :func:`measure` can be given in place of YIN: ``tracker(audio [B, N], sr)`` returns
+#: ``(f0 [B, T] Hz with NaN where unvoiced, confidence [B, T], times [T] s)``, as
+#: :func:`~ontoscope.descriptors.pitch.f0_track` does (e.g. the PESTO tracker of the models layer,
+#: :func:`ontoscope.models.adapters.pesto.pesto_f0_track`).
+F0Tracker = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
 
 def measure(
     audio: np.ndarray | torch.Tensor,
@@ -36,7 +47,7 @@ def measure(
     n_fft: int = 2048,
     hop: int = 512,
     chunk: int = 64,
-    f0_method: str = "yin",
+    f0_method: str | F0Tracker = "yin",
     progress: bool | None = False,
 ) -> pd.DataFrame:
     """Measure every canon factor and the standard spectral descriptors of each clip.
@@ -55,12 +66,13 @@ def measure(
         STFT size and hop of the spectral descriptors (as librosa's defaults).
     chunk : int
         Clips analysed at once (bounds memory).
-    f0_method : {"yin", "pesto"}
-        ``yin``: the classical estimator of :func:`~ontoscope.descriptors.pitch.f0_track`
-        (default); ``pesto``: the pretrained neural estimator
-        :func:`~ontoscope.descriptors.pitch.pesto_f0_track` (needs ``pesto-pitch``,
-        whose weights ship in the package; 10 ms frames). The f0 track feeds the
-        vibrato, harmonic and envelope estimates too.
+    f0_method : "yin" or an :data:`F0Tracker`
+        ``"yin"``: the classical estimator of :func:`~ontoscope.descriptors.pitch.f0_track`
+        (default); or a tracker the caller passes in, such as the pretrained neural
+        estimator :func:`ontoscope.models.adapters.pesto.pesto_f0_track` (needs
+        ``pesto-pitch``, whose weights ship in the package; 10 ms frames). A tracker's
+        f0 outside ``[fmin, fmax]`` is unvoiced. The f0 track feeds the vibrato,
+        harmonic and envelope estimates too.
     progress : bool, optional
         Show a progress bar over chunks (None: when stderr is a terminal).
 
@@ -82,20 +94,23 @@ def measure(
     from ontoscope.descriptors.envelope import envelope_descriptors
     from ontoscope.descriptors.harmonic import harmonic_summary
     from ontoscope.descriptors.modulation import TOO_FEW_FRAMES, vibrato
-    from ontoscope.descriptors.pitch import clip_f0, f0_track, pesto_f0_track
+    from ontoscope.descriptors.pitch import clip_f0, f0_track
     from ontoscope.descriptors.spectral import spectral_summary
 
     x = as_audio_batch(audio, sr, min_samples=max(n_fft // 4, int(0.05 * sr)))
     if fmax >= sr / 2:
         raise SampleRateError(f"fmax={fmax} Hz is not below Nyquist ({sr / 2:g} Hz at {sr} Hz); lower fmax")
-    if f0_method not in ("yin", "pesto"):
-        raise ConfigError(f"unknown f0 method {f0_method!r}; use yin or pesto")
+    if f0_method == "pesto":
+        raise ConfigError("the PESTO f0 tracker belongs to the models layer: pass "
+                          "f0_method=ontoscope.models.adapters.pesto.pesto_f0_track")
+    if not callable(f0_method) and f0_method != "yin":
+        raise ConfigError(f"unknown f0 method {f0_method!r}; use yin or an f0 tracker (a callable)")
     parts = []
     starts = range(0, x.shape[0], chunk)
     for s in track(starts, len(starts), f"measuring {x.shape[0]} clips", progress):
         a = x[s:s + chunk]
-        if f0_method == "pesto":
-            f0, _, times = pesto_f0_track(a, sr)
+        if callable(f0_method):
+            f0, _, times = f0_method(a, sr)
             f0 = torch.where((f0 >= fmin) & (f0 <= fmax), f0, torch.full_like(f0, float("nan")))
         else:
             f0, _, times = f0_track(a, sr, fmin=fmin, fmax=fmax, hop_seconds=hop_seconds)
@@ -141,4 +156,4 @@ def _reason_line(row: pd.Series, reasons: dict, i: int) -> str:
     return "; ".join(out)
 
 
-__all__ = ["FACTOR_COLUMNS", "SPECTRAL_COLUMNS", "measure"]
+__all__ = ["FACTOR_COLUMNS", "SPECTRAL_COLUMNS", "F0Tracker", "measure"]

@@ -59,7 +59,6 @@ Soc. Am., 83(1), 257-264.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -578,68 +577,3 @@ def clip_f0(f0: torch.Tensor | tuple, min_voiced: float = 0.25) -> torch.Tensor:
     frac = voiced.float().mean(-1)
     med = torch.nanmedian(f0, dim=-1).values
     return torch.where(frac >= min_voiced, med, torch.full_like(med, float("nan")))
-
-
-def pesto_f0_track(
-    audio: np.ndarray | torch.Tensor,
-    sr: int,
-    voicing_threshold: float = 0.5,
-    chunk: int = 64,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Frame-wise f0 by PESTO, a pretrained neural pitch estimator (Riou et al. 2023).
-
-    The second f0 method of :func:`ontoscope.descriptors.measure`
-    (``f0_method="pesto"``). The audio is resampled to PESTO's 16 kHz; the
-    network's published ``mir-1k_g7`` weights ship inside the ``pesto-pitch``
-    package and are loaded by :func:`ontoscope.models.adapters.pesto.load_pesto`
-    (nothing is downloaded). Frames every 10 ms, centred (frame ``t`` at
-    ``t * 0.01`` s). PESTO's pitch bins are a third of a semitone apart; its
-    weighted average around the peak interpolates between them. PESTO's voicing
-    confidence follows the level of the CQT, so every clip is first scaled to
-    -20 dBFS RMS (pitch does not depend on level; silence stays silent).
-
-    Parameters
-    ----------
-    audio : array or tensor, ``[N]`` or ``[B, N]``
-    sr : int
-        Sample rate, Hz (any: resampled to 16 kHz).
-    voicing_threshold : float
-        Frames whose PESTO confidence is below it are unvoiced (NaN).
-    chunk : int
-        Clips per forward pass.
-
-    Returns
-    -------
-    f0 : Tensor ``[B, T]`` float32, Hz, NaN where unvoiced
-    confidence : Tensor ``[B, T]``, PESTO's voicing confidence in [0, 1]
-    times : Tensor ``[T]`` float64, s
-
-    References
-    ----------
-    Riou, A., Lattner, S., Hadjeres, G., & Peeters, G. (2023). PESTO: Pitch
-    estimation with self-supervised transposition-equivariant objective. ISMIR.
-    """
-    from ontoscope.models.resample import prepare
-
-    x = as_audio_batch(audio, sr)
-    rms = x.double().pow(2).mean(-1, keepdim=True).sqrt()
-    x = (x * torch.where(rms > 1e-8, 0.1 / rms, torch.zeros_like(rms))).float()
-    model = _pesto_model()
-    f0s, confs = [], []
-    with torch.no_grad():
-        for s in range(0, x.shape[0], chunk):
-            a = prepare(x[s:s + chunk].float(), sr, model)
-            out = model(a)  # [B, 2, T]: f0 (Hz), peak probability
-            conf = model.voicing(a)
-            f0s.append(torch.where(conf >= voicing_threshold, out[:, 0], torch.full_like(out[:, 0], float("nan"))))
-            confs.append(conf)
-    f0, conf = torch.cat(f0s).cpu(), torch.cat(confs).cpu()
-    times = torch.arange(f0.shape[-1], dtype=torch.float64) * (model.cqt.hop / model.sample_rate)
-    return f0, conf, times
-
-
-@functools.lru_cache(maxsize=1)
-def _pesto_model() -> torch.nn.Module:
-    from ontoscope.models.adapters.pesto import load_pesto
-
-    return load_pesto()

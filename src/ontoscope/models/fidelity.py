@@ -11,7 +11,7 @@ import torch
 
 from ontoscope.descriptors import measure
 from ontoscope.descriptors.accuracy import round_trip_errors
-from ontoscope.models.protocol import AudioModel
+from ontoscope.models.protocol import AudioModel, model_device
 
 __all__ = ["fidelity_gate", "reconstruct", "reconstruction_fidelity"]
 
@@ -22,8 +22,6 @@ def reconstruct(model: AudioModel, audio: torch.Tensor, chunk: int = 32) -> torc
     None where the model produces no audio (encoders, pitch trackers). Runs without gradients, in chunks of
     ``chunk`` clips, on the model's device; the result is on the CPU.
     """
-    from ontoscope.probing.capture import model_device
-
     sites = model.sites()
     if not sites:
         return None

@@ -207,6 +207,16 @@ def encode_sites(model: AudioModel, audio: torch.Tensor, names: Sequence[str]) -
     return {n: model.encode(audio, upto=n) for n in names}
 
 
+def model_device(model: AudioModel) -> torch.device:
+    """The device a model runs on: that of its first parameter, else of its first buffer, else the CPU."""
+    for attr in ("parameters", "buffers"):
+        tensors = getattr(model, attr, None)
+        first = next(iter(tensors()), None) if callable(tensors) else None
+        if first is not None:
+            return first.device
+    return torch.device("cpu")
+
+
 def require_audio_output(model: AudioModel, what: str) -> None:
     """Raise a one-line :class:`~ontoscope.errors.ConfigError` unless ``model`` produces audio (``what``: the use)."""
     kind = getattr(model, "output", None)

@@ -13,17 +13,27 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from ontoscope.artifacts import save_figure
 
-if TYPE_CHECKING:
-    from ontoscope.operators.latent import LatentOntology
+__all__ = ["LatentTables", "write_figures"]
 
-__all__ = ["write_figures"]
+
+class LatentTables(Protocol):
+    """What the figures read of a :class:`ontoscope.operators.latent.LatentOntology`.
+
+    Its model name, its meta and its tables as attributes (an empty table where one is missing). A protocol,
+    so that this module does not import :mod:`ontoscope.operators.latent`, which imports it to draw.
+    """
+
+    model: str
+    meta: dict[str, Any]
+
+    def __getattr__(self, name: str) -> pd.DataFrame: ...
 
 _STATUS_COLOURS = {"affords": "#4caf50", "capacity-limited": "#ffb300", "alias-limited": "#e53935",
                    "rate-limited": "#8e24aa", "invariant": "#9e9e9e"}
@@ -36,7 +46,7 @@ def _pick_sites(sites: list[str], n: int = 4) -> list[str]:
     return [sites[i] for i in idx]
 
 
-def write_figures(onto: LatentOntology, directory: str | os.PathLike) -> list[Path]:
+def write_figures(onto: LatentTables, directory: str | os.PathLike) -> list[Path]:
     """Draw every figure that the ontology's tables allow into ``directory``; returns the paths written."""
     import matplotlib
 
@@ -50,7 +60,7 @@ def write_figures(onto: LatentOntology, directory: str | os.PathLike) -> list[Pa
     return out
 
 
-def _ladder(onto: LatentOntology, d: Path) -> Path | None:
+def _ladder(onto: LatentTables, d: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     geo = onto.sites
@@ -80,7 +90,7 @@ def _ladder(onto: LatentOntology, d: Path) -> Path | None:
     return save_figure(d / "ladder.png", fig)
 
 
-def _aliasing(onto: LatentOntology, d: Path) -> Path | None:
+def _aliasing(onto: LatentTables, d: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     al, cum = onto.aliasing, onto.alias_sites
@@ -108,7 +118,7 @@ def _aliasing(onto: LatentOntology, d: Path) -> Path | None:
     return save_figure(d / "aliasing.png", fig)
 
 
-def _spectra(onto: LatentOntology, d: Path) -> Path | None:
+def _spectra(onto: LatentTables, d: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     sv = onto.spectra_values
@@ -132,7 +142,7 @@ def _spectra(onto: LatentOntology, d: Path) -> Path | None:
     return save_figure(d / "spectra.png", fig)
 
 
-def _responses(onto: LatentOntology, d: Path) -> Path | None:
+def _responses(onto: LatentTables, d: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     r = onto.responses
@@ -156,7 +166,7 @@ def _responses(onto: LatentOntology, d: Path) -> Path | None:
     return save_figure(d / "responses.png", fig)
 
 
-def _cosines(onto: LatentOntology, d: Path) -> Path | None:
+def _cosines(onto: LatentTables, d: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     jp = onto.jacobian_pairs
@@ -185,7 +195,7 @@ def _cosines(onto: LatentOntology, d: Path) -> Path | None:
     return save_figure(d / "jacobian_cosines.png", fig)
 
 
-def _status(onto: LatentOntology, d: Path) -> Path | None:
+def _status(onto: LatentTables, d: Path) -> Path | None:
     import matplotlib.pyplot as plt
     from matplotlib.colors import ListedColormap
     from matplotlib.patches import Patch

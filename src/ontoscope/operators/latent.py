@@ -595,7 +595,8 @@ def decide(
         site = g["site"]
         c = cap.loc[site]
         for f in space.factors:
-            row: dict[str, Any] = {"model": model_name, "site": site, "factor": f.name, "kind": f.kind,
+            row: dict[str, Any] = {"model": model_name, "site": site, "role": g["role"], "factor": f.name,
+                                   "kind": f.kind,
                                    "frame_rate_hz": g["frame_rate_hz"], "receptive_field_s": g["receptive_field_s"],
                                    "dims_per_frame": int(g["dims_per_frame"]), "n_factors": len(space.factors),
                                    "coherence_bound": float(c["coherence_bound"]),
@@ -614,7 +615,7 @@ def decide(
             status, reason = _rule(row, m, f.name, th, weights)
             row["status"], row["reason"] = status, reason
             rows.append(row)
-    cols = ["model", "site", "factor", "kind", "status", "reason", "frame_rate_hz", "receptive_field_s",
+    cols = ["model", "site", "role", "factor", "kind", "status", "reason", "frame_rate_hz", "receptive_field_s",
             "frac_rate_representable", "band_collapse", "alias_cumulative", "dims_per_frame", "n_factors",
             "coherence_bound", "sensitivity", "sensitivity_rel_median", "max_abs_cos"]
     return pd.DataFrame(rows, columns=cols)

@@ -32,7 +32,7 @@ import torch
 
 from ontoscope.artifacts import ensure_dir, save_json, save_npy
 from ontoscope.errors import ConfigError, OntoscopeError
-from ontoscope.models.protocol import AudioModel, encode_sites, site_index
+from ontoscope.models.protocol import AudioModel, encode_sites, model_device, site_index
 from ontoscope.models.resample import prepare, resample
 from ontoscope.probing.views import VIEWS, frame_view, modulation_view, pooled_view, timing_view
 from ontoscope.progress import track
@@ -50,16 +50,6 @@ def _site_rate(model: AudioModel, name: str, n_frames: int, n_samples: int) -> f
     if site.stride:
         return model.sample_rate / site.stride
     return n_frames * model.sample_rate / n_samples
-
-
-def model_device(model: AudioModel) -> torch.device:
-    """The device of a model's first parameter, else of its first buffer (CPU for a model with neither)."""
-    for attr in ("parameters", "buffers"):
-        tensors = getattr(model, attr, None)
-        first = next(iter(tensors()), None) if callable(tensors) else None
-        if first is not None:
-            return first.device
-    return torch.device("cpu")
 
 
 def capture(

@@ -9,8 +9,9 @@ Layout of a set directory::
 
 The manifest's ``meta.source`` says where the audio comes from: ``synth`` (the
 synthesizer, :meth:`StimulusSet.synthesize`) or ``soundfont`` (recorded
-instruments, :meth:`StimulusSet.soundfont`); both give the same files, so every
-later stage reads either.
+instruments, :func:`ontoscope.descriptors.renders.render_soundfont_set`, a layer
+up since it measures its clips back); both give the same files, so every later
+stage reads either.
 
 Rendering goes shard by shard with a progress bar; each shard is written
 atomically, so an interrupted render resumes where it stopped, and the same
@@ -55,8 +56,8 @@ class StimulusSet:
 
     Create one with :meth:`StimulusSet.render` (from a factor table),
     :meth:`StimulusSet.synthesize` (sampling a :class:`FactorSpace`) or
-    :meth:`StimulusSet.soundfont` (recorded instruments); open one with
-    :meth:`StimulusSet.load`.
+    :func:`ontoscope.descriptors.renders.render_soundfont_set` (recorded
+    instruments); open one with :meth:`StimulusSet.load`.
 
     Attributes
     ----------
@@ -249,26 +250,6 @@ class StimulusSet:
         meta = {"space": space_to_dict(space), "seed": seed, "method": method, "source": "synth"}
         meta.update(kwargs.pop("meta", {}) or {})
         return cls.render(out, table, sr, seconds, meta=meta, **kwargs)
-
-    @classmethod
-    def soundfont(
-        cls,
-        out: str | os.PathLike,
-        space: FactorSpace,
-        n: int,
-        sr: int = 16000,
-        seconds: float = 1.0,
-        seed: int = 0,
-        **kwargs: Any,
-    ) -> StimulusSet:
-        """Render ``n`` notes of recorded instruments from a SoundFont bank.
-
-        See :func:`ontoscope.stimuli.soundfont_set.render_soundfont_set` for the
-        keyword arguments (``bank``, ``programs``, ``pairs``, ...).
-        """
-        from ontoscope.stimuli.soundfont_set import render_soundfont_set
-
-        return render_soundfont_set(out, space, n, sr, seconds, seed, **kwargs)
 
     @classmethod
     def load(cls, root: str | os.PathLike) -> StimulusSet:

@@ -8,7 +8,9 @@ skips the stages already finished and resumes training from its checkpoint
 (:mod:`~ontoscope.study.cache`), so a killed worker costs only the unfinished
 part of its stage. Results are written to the run directory, which every worker
 must see: a local path on one machine, or a directory on storage shared by the
-cluster's nodes (NFS, a mounted bucket).
+cluster's nodes (NFS, a mounted bucket). The chain itself is
+:func:`ontoscope.study.run.model_chain`, handed in by :func:`~ontoscope.study.run.run_study`
+(this module does not import :mod:`ontoscope.study.run`, which imports it).
 
 References
 ----------
@@ -25,7 +27,11 @@ from typing import Any
 from ontoscope.errors import ConfigError
 from ontoscope.study.config import StudyConfig
 
-__all__ = ["run_on_ray"]
+__all__ = ["ModelChain", "run_on_ray"]
+
+#: One model's stages: ``chain(cfg, m, stim, pairs, forced, store=store)`` -> its record
+#: (:func:`ontoscope.study.run.model_chain`).
+ModelChain = Callable[..., dict[str, Any]]
 
 #: The keys of a model chain's record that hold stage directories (rewritten between a node and the driver).
 _STAGE_DIRS = ("train", "latent", "operational")
@@ -37,13 +43,12 @@ def _resources(m: dict[str, Any], cfg: StudyConfig) -> dict[str, float]:
     return {"num_cpus": 1, "num_gpus": gpus}
 
 
-def _chain(cfg: StudyConfig, m: dict[str, Any], stim: str, pairs: str | None, forced: set[str],
+def _chain(chain: ModelChain, cfg: StudyConfig, m: dict[str, Any], stim: str, pairs: str | None, forced: set[str],
            threads: int, url: str | None) -> dict[str, Any]:
     import dataclasses
 
     import torch
 
-    from ontoscope.study.run import model_chain
     from ontoscope.study.storage import RunStore
 
     torch.set_num_threads(threads)  # the driver's: CPU reductions, hence the tables, depend on the thread count
@@ -54,7 +59,7 @@ def _chain(cfg: StudyConfig, m: dict[str, Any], stim: str, pairs: str | None, fo
         m = {k: dataclasses.replace(v, run=store.local) if hasattr(v, "key") else v for k, v in m.items()}
         stim = str(store.local / Path(stim).relative_to(Path(stim).parents[2]))
         pairs = str(store.local / Path(pairs).relative_to(Path(pairs).parents[2])) if pairs else None
-    record = model_chain(cfg, m, Path(stim), Path(pairs) if pairs else None, forced, store=store)
+    record = chain(cfg, m, Path(stim), Path(pairs) if pairs else None, forced, store=store)
     if store is not None:  # paths in the record are this node's; the driver reads its own copy
         record = {k: (None if v is None else Path(os.path.relpath(v, store.local))) if k in _STAGE_DIRS else v
                   for k, v in record.items()}
@@ -62,9 +67,9 @@ def _chain(cfg: StudyConfig, m: dict[str, Any], stim: str, pairs: str | None, fo
 
 
 def run_on_ray(cfg: StudyConfig, models: list[dict[str, Any]], stim: Path, pairs: Path | None, forced: set[str],
-               console: Callable[[str], None] | None = None, *, address: str | None = None,
+               console: Callable[[str], None] | None = None, *, chain: ModelChain, address: str | None = None,
                retries: int = 3, url: str | None = None) -> list[dict[str, Any]]:
-    """Run every model's chain as a Ray task; the records in model order.
+    """Run every model's ``chain`` as a Ray task; the records in model order.
 
     With ``url`` (a run directory on shared storage), each task works in its node's own copy of the run and
     uploads what it finishes; the records' directories are then relative to the run directory.
@@ -89,8 +94,9 @@ def run_on_ray(cfg: StudyConfig, models: list[dict[str, Any]], stim: Path, pairs
         for m in models:
             if console is not None:
                 console(f"queue {'model':<12} {m['plan'].id}")
-            refs.append(task.options(**_resources(m, cfg)).remote(cfg, m, str(stim), str(pairs) if pairs else None,
-                                                               forced, torch.get_num_threads(), url))
+            refs.append(task.options(**_resources(m, cfg)).remote(chain, cfg, m, str(stim),
+                                                               str(pairs) if pairs else None, forced,
+                                                               torch.get_num_threads(), url))
         records = []
         for m, ref in zip(models, refs, strict=True):
             try:

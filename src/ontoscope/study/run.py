@@ -129,8 +129,8 @@ def run_study(config: str | os.PathLike | StudyConfig, out: str | os.PathLike, *
     elif executor == "ray":
         from ontoscope.study.executors import run_on_ray
 
-        records = run_on_ray(cfg, plan["models"], stim, pairs, forced, console, address=address, retries=retries,
-                             url=store.url)
+        records = run_on_ray(cfg, plan["models"], stim, pairs, forced, console, chain=model_chain, address=address,
+                             retries=retries, url=store.url)
         if store.url:
             store.pull()
     else:
