@@ -55,8 +55,8 @@ def stimuli(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different set at OUT."),
 ) -> None:
     """Make a stimulus set: synthesized tones whose factors are known exactly, or recorded instruments."""
+    from ontoscope.descriptors.renders import SOURCES, render_stimuli
     from ontoscope.stimuli.factors import FactorSpace
-    from ontoscope.stimuli.source import SOURCES, render_stimuli
 
     if source not in SOURCES:
         raise ConfigError(f"unknown --source {source!r}; use {' or '.join(SOURCES)}")
@@ -112,7 +112,7 @@ def train(
     spec_path: Path = typer.Argument(..., metavar="SPEC.yaml", help="Architecture spec (family and knobs)."),
     data: Path = typer.Option(..., "--data", help="Stimulus set to train on."),
     out_dir: Path = typer.Option(..., "--out", help="Checkpoint directory (resumes an unfinished run)."),
-    steps: int = typer.Option(None, "--steps", help="Training steps (default from --config, else 500)."),
+    steps: int = typer.Option(None, "--steps", help="Training steps (default from --config, else 6000)."),
     config: Path = typer.Option(None, "--config", help="Training config YAML (steps, batch_size, lr, ...)."),
     seed: int = typer.Option(None, "--seed", help="Seed of initialisation and batches."),
 ) -> None:
