@@ -85,8 +85,8 @@ def _families(model, audio: torch.Tensor, space: FactorSpace, rng: np.random.Gen
     steps = [-16, -8, -4, -2, 2, 4, 8, 16]
 
     def place_ours():
-        acts = place.encode(audio, "place.salience")
-        run_interventions(place, acts, "place.salience", [PlaceShift(k, axis) for k in steps], consume=consume)
+        acts = place.encode(audio, "encoder.salience")
+        run_interventions(place, acts, "encoder.salience", [PlaceShift(k, axis) for k in steps], consume=consume)
 
     def place_ref():
         for _ in steps:
@@ -128,7 +128,7 @@ def run() -> list[dict]:
                                                                       min_change=0.2), 16000, 0.5, progress=False)
         planted = PlantedModel(space)
         start = np.cos(np.radians(40)) * np.eye(4)[:, 1] + np.sin(np.radians(40)) * np.eye(4)[:, 0]
-        al = fit_alignment(planted, small, "planted.latent", "loudness", init=start, restarts=0, steps=60, lr=0.02)
+        al = fit_alignment(planted, small, "bottleneck", "loudness", init=start, restarts=0, steps=60, lr=0.02)
         angle = float(np.degrees(np.arccos(min(1.0, abs(al.basis[1, 0])))))
         rows.append({"benchmark": "DAS fit, one (site, factor), planted latent", "ours_s": al.seconds,
                      "reference_s": float("nan"), "ratio": float("nan"), "per_s": float("nan"),

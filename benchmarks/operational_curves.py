@@ -35,7 +35,7 @@ from ontoscope.stimuli.pairs import counterfactual_pairs  # noqa: E402
 
 ENCODED = ["f0", "loudness", "brightness", "odd_even"]
 ANGLES = (0.0, 15.0, 30.0, 45.0, 60.0, 75.0, 90.0)
-SITE = "planted.latent"
+SITE = "bottleneck"
 
 
 def curves(n: int) -> pd.DataFrame:

@@ -38,10 +38,10 @@ def curves(n: int) -> pd.DataFrame:
         for nonlinearity in ("none", "cubic"):
             for angle in ANGLES:
                 model = PlantedModel(space, angle=angle, nonlinearity=nonlinearity, omit=["noise"])
-                cap = capture(model, ds, f"{d}/{nonlinearity}{angle}", sites=["planted.latent"], views=("pooled",),
+                cap = capture(model, ds, f"{d}/{nonlinearity}{angle}", sites=["bottleneck"], views=("pooled",),
                               progress=False)
                 m = site_metrics(cap, targets[ENCODED], mode="fast").iloc[0]
-                x, _ = cap.features("planted.latent", "pooled")
+                x, _ = cap.features("bottleneck", "pooled")
                 p = probe_factors(x[:, :4], targets, probes=("ridge", "mlp"), n_boot=200, control=False)
                 enc = p[p["factor"].isin(ENCODED)].groupby("probe")["test_r2"].mean()
                 left = p[(p["factor"] == "noise") & (p["probe"] == "ridge")]["test_r2"].iloc[0]

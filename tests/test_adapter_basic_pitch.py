@@ -117,7 +117,7 @@ def test_a_short_clip_has_the_cqt_of_the_package_window_zero_filled(model):
     x = torch.from_numpy(_clips(n))
     window = torch.nn.functional.pad(x, (0, AUDIO_N_SAMPLES - n))
     with torch.no_grad():
-        short, full = model.encode(x, "cqt"), model.encode(window, "cqt")
+        short, full = model.encode(x, "encoder.cqt"), model.encode(window, "encoder.cqt")
         out = model(x)
     t = 1 + n // HOP
     assert short.shape[-1] == t and full.shape[-1] == 1 + AUDIO_N_SAMPLES // HOP
@@ -151,8 +151,9 @@ def test_resume_from_every_site_equals_forward(model):
 
 def test_sites_shapes_strides_and_frame_rates(model):
     """Frame counts on two clip lengths give 256 samples per frame (86.13 frames/s) at every site."""
-    expect = {"cqt": (1, 309), "harmonic_stack": (8, 264), "contour_conv": (16, 264), "contour": (9, 264),
-              "note_conv": (59, 88), "note": (28, 88), "onset_conv": (36, 88), "output": (440, None)}
+    expect = {"encoder.cqt": (1, 309), "encoder.harmonic_stack": (8, 264), "encoder.contour_conv": (16, 264),
+              "encoder.contour": (9, 264), "encoder.note_conv": (59, 88), "encoder.note": (28, 88),
+              "encoder.onset_conv": (36, 88), "head": (440, None)}
     names = [s.name for s in model.sites()]
     assert names == list(expect)
     n1, n2 = MIN_SAMPLES, MIN_SAMPLES + 43 * HOP
@@ -168,29 +169,29 @@ def test_sites_shapes_strides_and_frame_rates(model):
         assert site.channels == channels and site.freq_bins == freq
         shape = (1, channels, freq, t1) if freq else (1, channels, t1)
         assert tuple(a1[site.name].shape) == shape and site.layout == ("BCFT" if freq else "BCT")
-        assert not site.global_context and site.role == ("head" if site.name == "output" else "encoder")
+        assert not site.global_context and site.role == ("head" if site.name == "head" else "encoder")
     rf = {s.name: s.receptive_field for s in model.sites()}
-    assert rf["cqt"] == rf["harmonic_stack"] == 105986
-    assert [rf[n] - rf["cqt"] for n in names[2:]] == [HOP * k for k in (2, 6, 12, 18, 18, 20)]
-    octaves = model.site("cqt").notes["octaves"]
+    assert rf["encoder.cqt"] == rf["encoder.harmonic_stack"] == 105986
+    assert [rf[n] - rf["encoder.cqt"] for n in names[2:]] == [HOP * k for k in (2, 6, 12, 18, 18, 20)]
+    octaves = model.site("encoder.cqt").notes["octaves"]
     assert [o["sample_rate"] for o in octaves] == [SR / 2 ** d for d in range(8, -1, -1)]
     assert [o["hop_at_rate"] * o["decimation_stride"] for o in octaves] == [HOP] * 9
     assert octaves[0]["bins"] == [0, 21] and octaves[-1]["bins"] == [273, 309]
     assert isinstance(model, AudioModel) and model.output == "pitch" and model.sample_rate == SR
-    assert model.decode(a1["output"], "output") is None
+    assert model.decode(a1["head"], "head") is None
 
 
 def test_cqt_receptive_field_is_the_gradient_support(model):
     """Each CQT bin's support (the decimation chain and its kernel) is what ``lengths`` and the site declare."""
     n = 256 * 900
     x = (0.1 * torch.randn(1, n, generator=torch.Generator().manual_seed(0))).requires_grad_(True)
-    c = model.encode(x, "cqt")
+    c = model.encode(x, "encoder.cqt")
     mid = c.shape[-1] // 2
     for b in (0, 100, 308):
         (g,) = torch.autograd.grad(c[0, 0, b, mid], x, retain_graph=True)
         nz = torch.nonzero(g[0]).flatten()
         assert int(nz[-1] - nz[0]) + 1 == model.cqt.lengths[b]
-    assert model.cqt.lengths.max() == model.site("cqt").receptive_field == 105986
+    assert model.cqt.lengths.max() == model.site("encoder.cqt").receptive_field == 105986
     assert model.cqt.lengths[-1] == 109  # the top bin reads 109 samples at 22 050 Hz
 
 
@@ -200,9 +201,9 @@ def test_pitch_of_harmonic_tones(model, f0):
     above the CQT bin of f0 (bin 3m + 1 is key m's centre) and the note posteriorgram at key 12 log2(f0 / 27.5)."""
     x = torch.tensor(harmonic(f0, 1.6), dtype=torch.float32)[None]
     with torch.no_grad():
-        out = model.resume(model.encode(x, "contour"), "contour")[0, :, 10:-10]
+        out = model.resume(model.encode(x, "encoder.contour"), "encoder.contour")[0, :, 10:-10]
         pg = model.posteriorgrams(x)
-        cqt = model.encode(x, "cqt")[0, 0, :, 60]
+        cqt = model.encode(x, "encoder.cqt")[0, 0, :, 60]
     assert np.abs(cents(out[0], f0)).max() < 10.0
     assert out[1].min() > 0.5
     cqt_bin = round(36 * np.log2(f0 / 27.5))
@@ -227,14 +228,14 @@ def test_tones_between_bins_and_onsets(model):
 
 
 def test_place_shift_of_the_contour_moves_pitch_by_its_steps(model):
-    axis = place_axis(model.site("contour"))
+    axis = place_axis(model.site("encoder.contour"))
     assert (axis.dim, axis.start, axis.stop) == ("freq", 0, 264) and axis.cents_per_step == pytest.approx(100 / 3)
     x = torch.tensor(harmonic(220.0, 1.6), dtype=torch.float32)[None]
     with torch.no_grad():
-        acts = model.encode(x, "contour")
-        base = model.resume(acts, "contour")[0, 0, 10:-10]
+        acts = model.encode(x, "encoder.contour")
+        base = model.resume(acts, "encoder.contour")[0, 0, 10:-10]
         for steps in (3, -6):
-            moved = model.resume(PlaceShift(steps, axis).forward(acts), "contour")[0, 0, 10:-10]
+            moved = model.resume(PlaceShift(steps, axis).forward(acts), "encoder.contour")[0, 0, 10:-10]
             assert np.median(cents(moved, base.numpy())) == pytest.approx(steps * 100 / 3, abs=0.5)
 
 
@@ -271,7 +272,7 @@ def test_bad_audio_is_one_audio_error(model):
         model(torch.zeros(1, 0))
     assert "\n" not in str(e.value)
     with pytest.raises(AudioError, match=r"\[batch, samples\]"):
-        model.encode(torch.zeros(MIN_SAMPLES), "cqt")
+        model.encode(torch.zeros(MIN_SAMPLES), "encoder.cqt")
 
 
 def test_missing_weights_file_is_one_config_error(tmp_path):

@@ -94,14 +94,14 @@ def test_fcpe_matches_torchfcpe_inference(fcpe, reference, n):
         mel_ref = reference.wav2mel(x.unsqueeze(-1), SR)  # [B, T, 128]
         sal_ref = reference.model(mel_ref)  # [B, T, 360]
         f0_ref = reference.infer(x.unsqueeze(-1), SR)[..., 0]  # [B, T], 0 where unvoiced
-        mel = fcpe.encode(x, "mel")
-        sal = fcpe.encode(x, "output")
+        mel = fcpe.encode(x, "encoder.mel")
+        sal = fcpe.encode(x, "head")
         out = fcpe(x)
     assert out.shape == (4, 2, 1 + n // HOP)
     torch.testing.assert_close(mel.transpose(1, 2), mel_ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(sal.transpose(1, 2), sal_ref, atol=1e-5, rtol=1e-4)
     voiced = f0_ref > 0
-    assert torch.equal(out[:, 1] > fcpe.site("output").notes["threshold"], voiced)
+    assert torch.equal(out[:, 1] > fcpe.site("head").notes["threshold"], voiced)
     assert voiced.any()
     assert cents(out[:, 0][voiced], f0_ref[voiced]).abs().max() < 0.1
     torch.testing.assert_close(out[:, 1], sal.amax(1), atol=0, rtol=0)
@@ -112,11 +112,11 @@ def test_fcpe_resume_from_every_site_equals_forward(fcpe):
     with torch.no_grad():
         full = fcpe(x)
         acts = encode_sites(fcpe, x, [s.name for s in fcpe.sites()])
-        torch.testing.assert_close(acts["layer2"], fcpe.encode(x, "layer2"), atol=0, rtol=0)
+        torch.testing.assert_close(acts["encoder.layer2"], fcpe.encode(x, "encoder.layer2"), atol=0, rtol=0)
         for name, act in acts.items():
             torch.testing.assert_close(fcpe.resume(act, name), full, atol=0, rtol=0)
-        torch.testing.assert_close(fcpe.advance(fcpe.encode(x, "conv1"), "conv1", "layer3"),
-                                   fcpe.encode(x, "layer3"), atol=0, rtol=0)
+        torch.testing.assert_close(fcpe.advance(fcpe.encode(x, "encoder.conv1"), "encoder.conv1", "encoder.layer3"),
+                                   fcpe.encode(x, "encoder.layer3"), atol=0, rtol=0)
 
 
 def test_fcpe_is_differentiable_in_forward_and_reverse_mode(fcpe):
@@ -132,7 +132,8 @@ def test_fcpe_is_differentiable_in_forward_and_reverse_mode(fcpe):
 
 def test_fcpe_sites_strides_and_frame_rates(fcpe):
     """Shapes on two clip lengths give the declared stride (160 samples, 100 frames/s) at every site."""
-    expect = {"mel": 128, "conv1": 512, "conv2": 512, **{f"layer{i}": 512 for i in range(1, 7)}, "output": 360}
+    expect = {"encoder.mel": 128, "encoder.conv1": 512, "encoder.conv2": 512,
+              **{f"encoder.layer{i}": 512 for i in range(1, 7)}, "head": 360}
     assert [s.name for s in fcpe.sites()] == list(expect)
     n1, n2 = 4000, 9600
     with torch.no_grad():
@@ -145,13 +146,13 @@ def test_fcpe_sites_strides_and_frame_rates(fcpe):
         measured = (n2 - n1) / (b[site.name].shape[-1] - a[site.name].shape[-1])
         assert measured == site.stride == HOP
         assert site.frame_rate(fcpe.sample_rate) == 100.0
-    assert fcpe.site("mel").receptive_field == 1024 and fcpe.site("conv1").receptive_field == 1344
-    for name in ["conv2", *[f"layer{i}" for i in range(1, 7)], "output"]:
+    assert fcpe.site("encoder.mel").receptive_field == 1024 and fcpe.site("encoder.conv1").receptive_field == 1344
+    for name in ["encoder.conv2", *[f"encoder.layer{i}" for i in range(1, 7)], "head"]:
         assert fcpe.site(name).receptive_field is None and fcpe.site(name).global_context
-    assert fcpe.site("layer6").notes["conv_receptive_field"] == 1664 + 6 * 30 * HOP
-    assert fcpe.site("output").role == "head" and fcpe.site("mel").role == "encoder"
+    assert fcpe.site("encoder.layer6").notes["conv_receptive_field"] == 1664 + 6 * 30 * HOP
+    assert fcpe.site("head").role == "head" and fcpe.site("encoder.mel").role == "encoder"
     assert isinstance(fcpe, AudioModel) and fcpe.output == "pitch" and fcpe.sample_rate == SR
-    assert fcpe.decode(torch.zeros(1, 360, 3), "output") is None
+    assert fcpe.decode(torch.zeros(1, 360, 3), "head") is None
 
 
 def test_fcpe_receptive_fields_measured_by_an_impulse(fcpe):
@@ -163,7 +164,7 @@ def test_fcpe_receptive_fields_measured_by_an_impulse(fcpe):
     y = x.clone()
     y[0, p] += 0.5
     with torch.no_grad():
-        for name in ["mel", "conv1", "conv2"]:
+        for name in ["encoder.mel", "encoder.conv1", "encoder.conv2"]:
             changed = (fcpe.encode(x, name) != fcpe.encode(y, name)).any(1)[0]
             site = fcpe.site(name)
             centres = HOP * torch.arange(changed.shape[0]) + site.notes["hop"] // 2
@@ -186,12 +187,12 @@ def test_fcpe_pitch_of_a_harmonic_tone(fcpe, f0):
 
 
 def test_fcpe_place_axis_shift_moves_pitch_by_its_step(fcpe):
-    step = fcpe.site("output").notes["place"]["cents_per_step"]
+    step = fcpe.site("head").notes["place"]["cents_per_step"]
     assert step == pytest.approx(1200 * np.log2(1975.5 / 32.70) / 359)
     with torch.no_grad():
-        sal = fcpe.encode(harmonic(220.0, 0.3), "output")
-        base = fcpe.resume(sal, "output")[0, 0, 5:-5]
-        up = fcpe.resume(torch.roll(sal, 12, dims=1), "output")[0, 0, 5:-5]
+        sal = fcpe.encode(harmonic(220.0, 0.3), "head")
+        base = fcpe.resume(sal, "head")[0, 0, 5:-5]
+        up = fcpe.resume(torch.roll(sal, 12, dims=1), "head")[0, 0, 5:-5]
     torch.testing.assert_close(cents(up, base), torch.full_like(base, 12 * step), atol=1e-2, rtol=0)
 
 

@@ -105,7 +105,7 @@ def test_matches_the_package_voice_encoder(model, package):
     prepared = [audio.normalize_volume(c, -30, increase_only=True).astype(np.float32) for c in clips]
     ref_mels = np.stack([audio.wav_to_mel_spectrogram(w) for w in prepared])  # [B, T, 40]
     with torch.no_grad():
-        mels = model.encode(batch, "mel").transpose(1, 2).numpy()
+        mels = model.encode(batch, "encoder.mel").transpose(1, 2).numpy()
         got = model(batch)
         want = ref(torch.from_numpy(ref_mels))
     assert mels.shape == ref_mels.shape == (4, 1 + 32000 // HOP, 40)
@@ -147,7 +147,8 @@ def test_sites_shapes_strides_and_frame_rates(model):
     """Shapes on two clip lengths give the declared stride (160 samples, 100 frames/s) at ``mel`` and every
     LSTM; the embedding has one frame whatever the length."""
     assert isinstance(model, AudioModel) and model.output == "embedding" and model.sample_rate == SR
-    assert [s.name for s in model.sites()] == ["mel", "lstm1", "lstm2", "lstm3", "embedding"]
+    assert [s.name for s in model.sites()] == ["encoder.mel", "encoder.lstm1", "encoder.lstm2", "encoder.lstm3",
+                                               "head.embedding"]
     lengths = (8000, 12800)
     acts = {}
     with torch.no_grad():
@@ -157,17 +158,17 @@ def test_sites_shapes_strides_and_frame_rates(model):
     for site in model.sites():
         a, b = (acts[n][site.name] for n in lengths)
         assert site.layout == "BCT" and a.shape[:2] == b.shape[:2] == (2, site.channels)
-        if site.name == "embedding":
+        if site.name == "head.embedding":
             assert a.shape[-1] == b.shape[-1] == 1 and site.stride is None and site.role == "head"
             assert site.global_context and site.receptive_field is None
             continue
         assert a.shape[-1] == 1 + lengths[0] // HOP and b.shape[-1] == 1 + lengths[1] // HOP
         measured = (lengths[1] - lengths[0]) / (b.shape[-1] - a.shape[-1])
         assert measured == site.stride == HOP and site.frame_rate(SR) == 100.0 and site.role == "encoder"
-    assert model.site("mel").receptive_field == 400 and not model.site("mel").global_context
-    for name in ("lstm1", "lstm2", "lstm3"):
+    assert model.site("encoder.mel").receptive_field == 400 and not model.site("encoder.mel").global_context
+    for name in ("encoder.lstm1", "encoder.lstm2", "encoder.lstm3"):
         assert model.site(name).receptive_field is None and model.site(name).global_context
-    assert len(model.site("mel").notes["mel_hz"]) == 40
+    assert len(model.site("encoder.mel").notes["mel_hz"]) == 40
 
 
 def test_mel_frames_are_local_and_lstm_frames_see_the_whole_past():
@@ -176,8 +177,8 @@ def test_mel_frames_are_local_and_lstm_frames_see_the_whole_past():
     model = load_model("resemblyzer", normalize=False)  # the per-clip gain would touch every sample a little
     x = torch.from_numpy(harmonic(180.0, 0.5))[None].requires_grad_(True)
     t = 25
-    (g_mel,) = torch.autograd.grad(model.encode(x, "mel")[0, :, t].sum(), x)
-    (g_rnn,) = torch.autograd.grad(model.encode(x, "lstm3")[0, :, t].pow(2).sum(), x)
+    (g_mel,) = torch.autograd.grad(model.encode(x, "encoder.mel")[0, :, t].sum(), x)
+    (g_rnn,) = torch.autograd.grad(model.encode(x, "encoder.lstm3")[0, :, t].pow(2).sum(), x)
     support = torch.nonzero(g_mel[0]).flatten()
     assert support.min() >= HOP * t - 200 and support.max() < HOP * t + 200
     support = torch.nonzero(g_rnn[0]).flatten()
@@ -235,7 +236,7 @@ def test_gradients_reach_the_audio_and_jvp_is_supported_or_refused(model):
     (g,) = torch.autograd.grad(model(x)[0, :8].sum(), x)
     assert torch.isfinite(g).all() and g.abs().sum() > 0
     tangent = torch.randn_like(x)
-    _, dmel = torch.func.jvp(lambda a: model.encode(a, "mel"), (x.detach(),), (tangent,))
+    _, dmel = torch.func.jvp(lambda a: model.encode(a, "encoder.mel"), (x.detach(),), (tangent,))
     assert dmel.shape == (1, 40, 1 + x.shape[1] // HOP)
     try:
         torch.func.jvp(model, (x.detach(),), (tangent,))

@@ -165,8 +165,8 @@ def test_resume_from_every_site_equals_forward(vad):
 
 
 def test_sites_shapes_strides_and_receptive_fields(vad):
-    expect = {"stft": (129, 4), "conv1": (128, 4), "conv2": (64, 2), "conv3": (64, 1), "conv4": (128, 1),
-              "lstm": (128, None), "output": (1, None)}
+    expect = {"encoder.stft": (129, 4), "encoder.conv1": (128, 4), "encoder.conv2": (64, 2), "encoder.conv3": (64, 1),
+              "encoder.conv4": (128, 1), "encoder.lstm": (128, None), "head": (1, None)}
     assert [s.name for s in vad.sites()] == list(expect)
     frames = {}
     with torch.no_grad():
@@ -182,15 +182,15 @@ def test_sites_shapes_strides_and_receptive_fields(vad):
     for site in vad.sites():
         measured = (8192 - 5120) / (frames[site.name][1] - frames[site.name][0])
         assert site.stride == measured == CHUNK and site.frame_rate(SR) == 31.25, site.name
-    conv_fields = {"stft": (128, 256), "conv1": (128, 512), "conv2": (256, 576), "conv3": (512, 576),
-                   "conv4": (512, 576)}
+    conv_fields = {"encoder.stft": (128, 256), "encoder.conv1": (128, 512), "encoder.conv2": (256, 576),
+                   "encoder.conv3": (512, 576), "encoder.conv4": (512, 576)}
     for name, (stride, rf) in conv_fields.items():
         site = vad.site(name)
         assert (site.notes["within_chunk_stride"], site.notes["within_chunk_rf"]) == (stride, rf), name
         assert site.receptive_field == 576 and not site.global_context, name
-    for name in ("lstm", "output"):
+    for name in ("encoder.lstm", "head"):
         assert vad.site(name).receptive_field is None and vad.site(name).global_context
-    assert vad.site("stft").notes["bin_hz"] == 62.5
+    assert vad.site("encoder.stft").notes["bin_hz"] == 62.5
 
 
 def test_receptive_fields_measured_by_gradients(vad):
@@ -199,11 +199,12 @@ def test_receptive_fields_measured_by_gradients(vad):
     the LSTM's chunk 3 reads the whole past and nothing after its chunk."""
     x = noise(4096 / SR, seed=7).requires_grad_(True)
     start = 3 * CHUNK - 64 + 1
-    for name, first in (("stft", start), ("conv2", start), ("conv4", start), ("lstm", 0), ("output", 0)):
+    for name, first in (("encoder.stft", start), ("encoder.conv2", start), ("encoder.conv4", start),
+                        ("encoder.lstm", 0), ("head", 0)):
         (grad,) = torch.autograd.grad(vad.encode(x, name)[..., 3].sum(), x)
         support = grad[0].nonzero().flatten()
         assert (int(support.min()), int(support.max())) == (first, 4 * CHUNK - 1), name
-        if name in ("stft", "conv4"):
+        if name in ("encoder.stft", "encoder.conv4"):
             assert support.numel() == vad.site(name).receptive_field - 1
 
 
@@ -214,9 +215,11 @@ def test_the_operator_analysis_traces_the_chunks_and_the_recurrence(vad):
 
     geo = site_geometry(vad).set_index("site")
     assert (geo["stride"] == 512).all() and (geo["empirical_stride"] == 512).all() and geo["geometry_agrees"].all()
-    assert (geo.loc[["stft", "conv1", "conv2", "conv3", "conv4"], "receptive_field_samples"] == 576).all()
-    assert geo.loc["lstm", "recurrent"] and geo.loc["output", "recurrent"] and not geo.loc["conv4", "recurrent"]
-    assert geo.loc["lstm", "effective_rf_samples"] > 4 * 576
+    convs = ["encoder.stft", "encoder.conv1", "encoder.conv2", "encoder.conv3", "encoder.conv4"]
+    assert (geo.loc[convs, "receptive_field_samples"] == 576).all()
+    assert geo.loc["encoder.lstm", "recurrent"] and geo.loc["head", "recurrent"]
+    assert not geo.loc["encoder.conv4", "recurrent"]
+    assert geo.loc["encoder.lstm", "effective_rf_samples"] > 4 * 576
 
 
 def test_speech_like_babble_is_detected_and_silence_and_steady_sounds_are_not(vad):
@@ -285,7 +288,7 @@ def test_onnx_reader_agrees_with_the_onnx_package():
 
 def test_protocol_and_bad_audio(vad):
     assert isinstance(vad, AudioModel) and vad.output == "probability" and vad.sample_rate == SR
-    assert vad.decode(torch.zeros(1, 1, 3), "output") is None
+    assert vad.decode(torch.zeros(1, 1, 3), "head") is None
     assert not any(p.requires_grad for p in vad.parameters()) and not vad.training
     assert vad(torch.zeros(2, 1)).shape == (2, 1, 1)
     with pytest.raises(AudioError, match=r"\[batch, samples\]"):
@@ -293,6 +296,6 @@ def test_protocol_and_bad_audio(vad):
     with pytest.raises(AudioError, match="at least 1 sample "):
         vad(torch.zeros(1, 0))
     with pytest.raises(SiteError):
-        vad.encode(torch.zeros(1, 512), "conv5")
+        vad.encode(torch.zeros(1, 512), "encoder.conv5")
     with pytest.raises(ConfigError, match="'onnx' or 'safetensors'"):
         load_model("silero-vad", weights="jit")

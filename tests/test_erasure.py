@@ -29,7 +29,7 @@ def test_erasing_a_factor_removes_it_and_only_it(data, angle):
     """The planted mixing is orthogonal, so erasing f0's readout direction leaves the others' intact."""
     space, ds, targets = data
     model = PlantedModel(space, angle=angle, sample_rate=SR)
-    z = model.encode(ds.audio(), "planted.latent").mean(-1).numpy()
+    z = model.encode(ds.audio(), "bottleneck").mean(-1).numpy()
     t = erasure_decodability(z, targets, erase=["f0"]).set_index("factor")
     assert t.loc["f0", "r2_before"] > 0.99 and t.loc["f0", "r2_after"] < 0.05
     for other in ("loudness", "brightness", "odd_even"):
@@ -40,9 +40,9 @@ def test_the_output_loses_the_erased_factor(data):
     space, ds, targets = data
     model = PlantedModel(space, angle=30.0, sample_rate=SR)
     audio = ds.audio()
-    z = model.encode(audio, "planted.latent")
+    z = model.encode(audio, "bottleneck")
     eraser = fit_eraser(z.mean(-1), torch.tensor(targets["f0"].to_numpy(copy=True)))
-    out = measure(erase_and_resume(model, audio[:20], "planted.latent", eraser), SR)
+    out = measure(erase_and_resume(model, audio[:20], "bottleneck", eraser), SR)
     f0 = space["f0"].normalize(out["f0"].to_numpy())
     loud = space["loudness"].normalize(out["loudness"].to_numpy())
     # f0 no longer follows the input (LEACE leaves no covariance with it; what varies is what the other factors'

@@ -40,10 +40,10 @@ def test_iia_of_an_axis_is_cos_squared(space, pairs, angle):
     model = PlantedModel(space, angle=angle, sample_rate=SR)
     e0 = np.eye(4)[:, :1]
     plane = np.eye(4)[:, :2]
-    t = interchange_accuracy(model, pairs, "planted.latent", {"f0": e0}, space)
+    t = interchange_accuracy(model, pairs, "bottleneck", {"f0": e0}, space)
     c = np.cos(np.radians(angle))
     assert t["iia"].iloc[0] == pytest.approx(c**2, abs=0.03)
-    full = interchange_accuracy(model, pairs, "planted.latent", {"f0": plane}, space).iloc[0]
+    full = interchange_accuracy(model, pairs, "bottleneck", {"f0": plane}, space).iloc[0]
     assert full["iia"] > 0.97 and full["drift"] < 0.01 and full["rank"] == 2 and full["pairs"] == 12
 
 
@@ -51,8 +51,8 @@ def test_interchange_bad_input(space, pairs):
     model = PlantedModel(space, sample_rate=SR)
     a = pairs.audio([0, 1])
     with pytest.raises(ConfigError, match="channels"):
-        interchange(model, a, a, "planted.latent", np.eye(3))
+        interchange(model, a, a, "bottleneck", np.eye(3))
     with pytest.raises(ConfigError, match="differ in shape"):
-        interchange(model, a, a[:1], "planted.latent", np.eye(4))
+        interchange(model, a, a[:1], "bottleneck", np.eye(4))
     with pytest.raises(ConfigError, match="no pairs over"):
-        interchange_accuracy(model, pairs, "planted.latent", {"loudness": np.eye(4)[:, :1]}, space)
+        interchange_accuracy(model, pairs, "bottleneck", {"loudness": np.eye(4)[:, :1]}, space)

@@ -104,13 +104,13 @@ def test_interchange_over_a_full_basis_is_the_source_and_over_none_is_the_base()
 def test_run_interventions_batches_equal_one_at_a_time(tones):
     _, x = tones
     model = WaveformControl(sample_rate=SR, level_db=-20.0)
-    acts = model.encode(x[:, 0], "waveform.signal")
+    acts = model.encode(x[:, 0], "encoder.waveform")
     ivs = [Gain(0.5), TimeWarp(0.1), Additive(np.ones(1), 0.01), Gain(-0.3)]
-    batched = run_interventions(model, acts, "waveform.signal", ivs, max_rows=8)
+    batched = run_interventions(model, acts, "encoder.waveform", ivs, max_rows=8)
     assert batched.shape == (4, 4, SR)
     for k, iv in enumerate(ivs):
-        torch.testing.assert_close(batched[k], model.resume(iv(acts), "waveform.signal"))
+        torch.testing.assert_close(batched[k], model.resume(iv(acts), "encoder.waveform"))
     with pytest.raises(ConfigError, match="no interventions"):
-        run_interventions(model, acts, "waveform.signal", [])
+        run_interventions(model, acts, "encoder.waveform", [])
     with pytest.raises(ConfigError, match="channels"):
         Additive(np.ones(3), 1.0)(acts)

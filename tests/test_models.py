@@ -60,7 +60,7 @@ def test_same_seed_same_weights():
 def test_quantizer_quantizes_to_codebook_sums():
     model = build(parse_spec(SPECS[2])).eval()
     z = model.encode(torch.randn(1, 800), "bottleneck")
-    zq = model.encode(torch.randn(1, 800) * 0 + 0, "bottleneck.quantized")
+    zq = model.encode(torch.randn(1, 800) * 0 + 0, "quantizer")
     q = model.quantizer
     q(z)
     books = q.codebooks.detach()
@@ -216,7 +216,7 @@ def test_registry_loads_family_checkpoints_and_specs(tiny_set, tmp_path):
 
     (tmp_path / "s.yaml").write_text("family: tcn\nwidth: 4\ndepth: 2\n")
     a, b = load_model(str(tmp_path / "s.yaml"), seed=3), load_model(str(tmp_path / "s.yaml"), seed=3)
-    assert [s.name for s in a.sites()][0] == "encoder.layer0"
+    assert [s.name for s in a.sites()][0] == "encoder.block0"
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
     spec = parse_spec(dict(family="conv_ae", strides=[2, 2], width=4, bottleneck=4))
     trained, _ = train(spec, tiny_set, tmp_path / "ck", dict(steps=2, batch_size=4, warmup=1), progress=False)

@@ -19,7 +19,7 @@ from ontoscope.stimuli.pairs import counterfactual_pairs
 
 SR = 16000
 NAMES = ["f0", "loudness", "brightness", "odd_even"]
-SITE = "planted.latent"
+SITE = "bottleneck"
 #: Two dose levels per family keep the measurement (the descriptors on every edited clip) affordable.
 DOSES = {"additive": [0.3, 1.7], "gain": [0.25, 1.0], "time_warp": [0.08, 0.3]}
 
@@ -71,6 +71,8 @@ def test_unrotated_factors_are_icvs_in_every_family_and_a_left_out_factor_is_abs
         assert t.loc[("odd_even", fam), "status"] == "absent"
     assert list(linear.status().columns) == [SITE] and linear.status().loc["odd_even", SITE] == "absent"
     assert (linear.table["role"] == "bottleneck").all()
+    for table in (linear.effects, linear.probes):  # every result table carries the site's role
+        assert (table["role"] == "bottleneck").all() and table.columns.get_loc("role") > table.columns.get_loc("site")
 
 
 @pytest.mark.slow
@@ -248,13 +250,13 @@ def test_a_model_at_another_rate_reads_the_stimuli_resampled(space, sets):
 def test_the_controller_is_differentiable_for_das(space):
     model = ControllerModel(space, sample_rate=SR, steps=10)
     acts = torch.zeros(1, 32, 4, requires_grad=True)
-    model.resume(acts, "controller.hidden1", 1600).sum().backward()
+    model.resume(acts, "bottleneck", 1600).sum().backward()
     assert acts.grad is not None and torch.isfinite(acts.grad).all()
 
 
 @pytest.mark.slow
 def test_an_output_driven_out_of_its_domain_reads_nan_not_an_error(space, sets):
-    """An edit of a softmax site (PESTO's output) can leave a "distribution" whose decoded pitch is infinite (the
+    """An edit of a softmax site (PESTO's head) can leave a "distribution" whose decoded pitch is infinite (the
     local weights sum to zero or less). The readout of such a clip is NaN; the other clips are read as before."""
     from ontoscope.models.registry import load_model
     from ontoscope.probing.operational import _make_readout

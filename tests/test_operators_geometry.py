@@ -93,18 +93,18 @@ def test_wav2vec2_feature_encoder_published_geometry(wav2vec2):
     r, j = 1, 1
     for i, (k, s) in enumerate(zip(kernels, strides, strict=True)):
         r, j = r + (k - 1) * j, j * s
-        assert geo.loc[f"conv{i}", "receptive_field_samples"] == r
-        assert geo.loc[f"conv{i}", "stride"] == j
-        assert geo.loc[f"conv{i}", "empirical_rf_samples"] == r  # GroupNorm / clip standardisation left out
-        assert geo.loc[f"conv{i}", "empirical_stride"] == j
+        assert geo.loc[f"encoder.conv{i}", "receptive_field_samples"] == r
+        assert geo.loc[f"encoder.conv{i}", "stride"] == j
+        assert geo.loc[f"encoder.conv{i}", "empirical_rf_samples"] == r  # GroupNorm / clip standardisation left out
+        assert geo.loc[f"encoder.conv{i}", "empirical_stride"] == j
     assert (r, j) == (400, 320)
-    assert geo.loc["conv6", "frame_rate_hz"] == 50.0
-    assert geo.loc["conv6", "time_norm"] and not geo.loc["conv6", "global_context"]
-    assert geo.loc["conv6", "empirical_floor"] > 0  # the clip's statistics do reach every frame, a little
+    assert geo.loc["encoder.conv6", "frame_rate_hz"] == 50.0
+    assert geo.loc["encoder.conv6", "time_norm"] and not geo.loc["encoder.conv6", "global_context"]
+    assert geo.loc["encoder.conv6", "empirical_floor"] > 0  # the clip's statistics do reach every frame, a little
     for i in range(12):
-        assert geo.loc[f"layer{i}", "global_context"]
+        assert geo.loc[f"encoder.layer{i}", "global_context"]
         # the conv-only receptive field is still reported: the positional conv (kernel 128) widens it
-        assert geo.loc[f"layer{i}", "receptive_field_samples"] == 400 + 127 * 320
+        assert geo.loc[f"encoder.layer{i}", "receptive_field_samples"] == 400 + 127 * 320
 
 
 def test_crepe_receptive_field_and_inner_geometry():
@@ -112,7 +112,7 @@ def test_crepe_receptive_field_and_inner_geometry():
 
     model = load_model("crepe:tiny")
     geo = site_geometry(model, "crepe:tiny").set_index("site")
-    out = geo.loc["classifier"]
+    out = geo.loc["head.classifier"]
     assert out["receptive_field_samples"] == 1024 and out["receptive_field_s"] == pytest.approx(0.064)
     assert out["stride"] == 160 and out["frame_rate_hz"] == 100
     assert out["empirical_rf_samples"] == 1024 and out["empirical_stride"] == 160

@@ -138,7 +138,7 @@ def test_fixed_rate_and_crepe_five_hz_vibrato():
 
     geo = site_geometry(load_model("crepe:tiny"), "crepe:tiny", empirical=False)
     m = modulation_limits(geo, space).set_index(["site", "factor"])
-    row = m.loc[("classifier", "vibrato_depth")]
+    row = m.loc[("head.classifier", "vibrato_depth")]
     assert row["receptive_field_s"] == pytest.approx(0.064) and row["frame_rate_hz"] == 100
     assert row["per_frame_status"] == "rate-limited"  # 64 ms hold a third of a 5 Hz period
     assert row["trajectory_status"] == "affords" and row["status"] == "affords"  # 5 Hz < 50 Hz frame Nyquist

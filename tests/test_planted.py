@@ -34,8 +34,8 @@ def truth(stimuli, space):
 
 
 def _pooled_means(model, stimuli, tmp):
-    cap = capture(model, stimuli, tmp, sites=["planted.latent"], views=("pooled",), chunk=64, progress=False)
-    x, clips = cap.features("planted.latent", "pooled")
+    cap = capture(model, stimuli, tmp, sites=["bottleneck"], views=("pooled",), chunk=64, progress=False)
+    x, clips = cap.features("bottleneck", "pooled")
     assert np.array_equal(clips, stimuli.factors["clip"].to_numpy())
     return x[:, : len(model.encoded)]  # the means (the stds are 0: factors are held over frames)
 
@@ -93,16 +93,16 @@ def test_a_nonlinear_latent_needs_the_mlp_probe(space, stimuli, truth, tmp_path)
 def test_the_decoder_is_the_synthesizer(space, stimuli):
     model = PlantedModel(space, angle=30.0, omit=["noise"], sample_rate=SR)
     audio = stimuli.audio(np.arange(6))
-    z = model.encode(audio, "planted.latent")
+    z = model.encode(audio, "bottleneck")
     assert z.shape == (6, 4, 25)  # 0.5 s at 50 frames per second
-    out = model.resume(z, "planted.latent")
+    out = model.resume(z, "bottleneck")
     m = measure(out, SR)
     np.testing.assert_allclose(m["f0"], stimuli.factors["f0"][:6], rtol=2e-3)
     np.testing.assert_allclose(m["loudness"], stimuli.factors["loudness"][:6], atol=0.05)
     # steering the f0 channel of the un-mixed latent moves f0, and only f0, by the planted amount
-    u = model.encode(audio, "planted.factors")
+    u = model.encode(audio, "encoder.factors")
     u[:, 0] += 0.2
-    shifted = measure(model.resume(u, "planted.factors"), SR)
+    shifted = measure(model.resume(u, "encoder.factors"), SR)
     f = space["f0"]
     before = f.normalize(stimuli.factors["f0"][:6].to_numpy())
     expected = f.denormalize(np.minimum(before + 0.1, 1.0))  # the decoder keeps factors in their range
@@ -131,7 +131,7 @@ def test_disentanglement_falls_with_the_angle(space, stimuli, tmp_path):
     for angle in (0.0, 20.0, 45.0):
         model = PlantedModel(space, angle=angle, omit=["noise"], sample_rate=SR)
         _pooled_means(model, stimuli, tmp_path / f"cap{angle}")
-        m = site_metrics(Capture(tmp_path / f"cap{angle}"), targets, sites=["planted.latent"]).iloc[0]
+        m = site_metrics(Capture(tmp_path / f"cap{angle}"), targets, sites=["bottleneck"]).iloc[0]
         scores[angle] = m
     for key in ("dci_disentanglement", "mig", "mcc"):
         a, b, c = (scores[x][key] for x in (0.0, 20.0, 45.0))

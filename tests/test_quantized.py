@@ -23,7 +23,7 @@ def audio():
 
 
 def test_next_quantizer_is_found(model):
-    assert quantizer_after(model, "bottleneck") == "bottleneck.quantized"
+    assert quantizer_after(model, "bottleneck") == "quantizer"
     assert quantizer_after(model, "encoder.block0") is None
 
 
@@ -36,8 +36,9 @@ def test_a_tiny_edit_is_undone_and_a_codeword_step_is_kept(model, audio):
     d = np.array([1.0, 0.0], dtype=np.float32)
     tiny = quantizer_retention(model, audio, "bottleneck", d * 1e-6, magnitudes=[1.0]).iloc[0]
     assert tiny["retained"] == 0.0 and tiny["codes_changed"] == 0.0
+    assert (tiny["site"], tiny["role"], tiny["quantizer"]) == ("bottleneck", "bottleneck", "quantizer")
     with torch.no_grad():
-        q0 = model.encode(audio, "bottleneck.quantized")
+        q0 = model.encode(audio, "quantizer")
     step = 1e4
     big = quantizer_retention(model, audio, "bottleneck", d, magnitudes=[step]).iloc[0]
     far = books[books[:, 0].argmax()]  # the codeword furthest along d

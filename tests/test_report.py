@@ -248,10 +248,24 @@ def test_report_holds_every_section_in_order_with_its_figures_and_audio(run_dir,
     for mid in MODELS:
         shown = [s for s in spectrograms if f"/{mid}/" in s]
         assert shown and shown[0].endswith(f"bottleneck__{_best_static(op, mid)}.png"), shown
+    assert "<code>bottleneck</code> (bottleneck):" in html  # each example names its site's role
     # 6. reproducibility: config text, versions, seeds, stage hashes
     text = "".join(doc.text)
     assert "grid: {strides: [[2, 4], [4, 4]]}" in text and "5eed5eed" in text and "stimuli seed" in text
     assert all(h in text for h in ("t0abc123", "l1def456", "o0789", "0.1.0", "torch"))
+
+
+def test_the_bottleneck_of_the_examples_is_found_by_role_not_by_name():
+    from ontoscope.report.summaries import bottleneck_site, site_roles
+
+    rows = pd.DataFrame({"site": ["decoder.block0", "encoder.conv0", "z", "quantizer"], "site_index": [3, 0, 1, 2],
+                         "role": ["decoder", "encoder", "bottleneck", "quantizer"]})
+    assert bottleneck_site(rows) == "z" and site_roles(rows)["quantizer"] == "quantizer"
+    pitch = pd.DataFrame({"site": ["encoder.conv1", "head"], "role": ["encoder", "head"]})
+    assert bottleneck_site(pitch) == "head"  # no bottleneck: the deepest site
+    assert bottleneck_site(pd.DataFrame({"site": ["encoder.block0", "bottleneck", "decoder.block0"]})) == "bottleneck"
+    assert bottleneck_site(rows.drop(columns="role")) == "decoder.block0"  # a table without roles, no such name
+    assert bottleneck_site(pd.DataFrame(columns=["site", "role"])) is None and site_roles(pitch.head(0)) == {}
 
 
 def _best_static(op: pd.DataFrame, mid: str) -> str:

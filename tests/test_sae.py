@@ -166,18 +166,18 @@ def test_sae_site_analysis_on_a_planted_capture(tmp_path):
     cap = capture(PlantedModel(space, angle=0.0, sample_rate=SR), ds, tmp_path / "cap", views=["frames"],
                   progress=False)
     targets = factor_targets(ds.factors, space)
-    t = sae_site_analysis(cap, "planted.latent", targets, n_latents=16, k=4, max_frames=150, steps=150, seed=0)
-    assert t["factor"].tolist() == names and t["site"].eq("planted.latent").all()
+    t = sae_site_analysis(cap, "bottleneck", targets, n_latents=16, k=4, max_frames=150, steps=150, seed=0)
+    assert t["factor"].tolist() == names and t["site"].eq("bottleneck").all()
     assert {"best_latent", "best_corr", "mcc", "fvu", "dead_fraction", "n_latents", "k"} <= set(t.columns)
     assert (t["n"] == 24).all() and (t["frames"] == 150).all() and (t["of"] == 24 * 8).all()
     assert (t["n_latents"] == 16).all() and (t["k"] == 4).all() and t["fvu"].iloc[0] < 0.2
     assert t["best_corr"].between(0, 1).all() and t["mcc"].nunique() == 1
     # the same table from the parts, by hand
-    x, clips = cap.features("planted.latent", "frames")
+    x, clips = cap.features("bottleneck", "frames")
     train = np.sort(np.random.default_rng(0).choice(len(x), 150, replace=False))
     sae = fit_sae(x[train], 16, 4, steps=150, seed=0)
     ref = sae_factor_table(sae.encode(x), targets.loc[clips].reset_index(drop=True), clip=clips)
     np.testing.assert_allclose(t["best_corr"], ref["best_corr"])
     assert t["fvu"].iloc[0] == sae.fvu
     with pytest.raises(ConfigError, match="no row for 24 captured clips"):
-        sae_site_analysis(cap, "planted.latent", targets.set_index(targets.index + 100), steps=5)
+        sae_site_analysis(cap, "bottleneck", targets.set_index(targets.index + 100), steps=5)

@@ -39,7 +39,7 @@ def test_axis_steering_leaks_as_the_rotation_predicts(space, base, angle):
     """Steering latent channel 0 moves u_f0 by m cos θ and u_loudness by m sin θ: specificity cos θ / (cos θ + sin θ);
     on the normalised [0, 1] scale the slope of f0 is cos θ / 2."""
     model = PlantedModel(space, angle=angle, sample_rate=SR)
-    e = effect_matrix(model, base, "planted.latent", {"f0": _axis(4, 0)}, space, magnitudes=(-0.1, 0.0, 0.1))
+    e = effect_matrix(model, base, "bottleneck", {"f0": _axis(4, 0)}, space, magnitudes=(-0.1, 0.0, 0.1))
     e = e.set_index("measured")
     c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
     assert e.loc["f0", "slope"] == pytest.approx(c / 2, abs=0.02)
@@ -55,10 +55,10 @@ def test_probe_directions_undo_the_rotation(space, base, tmp_path):
 
     model = PlantedModel(space, angle=45.0, sample_rate=SR)
     ds = StimulusSet.synthesize(tmp_path / "set", space, 80, SR, 0.5, seed=2, progress=False)
-    z = model.encode(ds.audio(), "planted.latent").mean(-1).numpy()
+    z = model.encode(ds.audio(), "bottleneck").mean(-1).numpy()
     targets = ds.factors[NAMES].apply(lambda col: space[col.name].normalize(col.to_numpy()))
     dirs = probe_directions(z, targets)
-    e = effect_matrix(model, base, "planted.latent", {"f0": dirs["f0"]}, space, magnitudes=(-0.1, 0.0, 0.1))
+    e = effect_matrix(model, base, "bottleneck", {"f0": dirs["f0"]}, space, magnitudes=(-0.1, 0.0, 0.1))
     assert e["specificity"].iloc[0] > 0.95
     diff = mean_difference_directions(z, targets)["f0"]
     assert np.dot(diff, dirs["f0"]) > 0.9  # both find the same direction, up to the sampling of the quartiles
@@ -66,12 +66,12 @@ def test_probe_directions_undo_the_rotation(space, base, tmp_path):
 
 def test_steer_shapes_and_bad_input(space, base):
     model = PlantedModel(space, sample_rate=SR)
-    out = steer(model, base, "planted.latent", _axis(4, 1), [0.0, 0.1])
+    out = steer(model, base, "bottleneck", _axis(4, 1), [0.0, 0.1])
     assert out.shape == (2, 4, base.shape[1])
     with pytest.raises(ConfigError, match="4 channels"):
-        steer(model, base, "planted.latent", np.ones(3), [0.0])
+        steer(model, base, "bottleneck", np.ones(3), [0.0])
     with pytest.raises(ConfigError, match="two different magnitudes"):
-        effect_matrix(model, base, "planted.latent", {"f0": _axis(4, 0)}, space, magnitudes=(0.1,))
+        effect_matrix(model, base, "bottleneck", {"f0": _axis(4, 0)}, space, magnitudes=(0.1,))
 
     class Pitch:
         output = "pitch"

@@ -7,19 +7,19 @@ them, and a measurement is trusted only as far as it recovers their answers.
     The encoder reads the normalised factors ``u`` off the audio (as
     :class:`~ontoscope.models.planted.PlantedModel` does), a small MLP applied per
     frame is *trained* to map ``u`` to the synthesizer's parameters (``û ≈ u``), and
-    the synthesizer renders them. Sites: ``controller.hidden0``, ``controller.hidden1``
+    the synthesizer renders them. Sites: ``encoder.hidden0``, ``bottleneck``
     (``[B, H, T]``). Every encoded factor is an ICV there (additive steering along a
     pattern direction, interchange, DAS); an omitted factor is not; gain, time-warp
     and modulation do nothing, because the trajectory is constant over frames and the
     decoder reads frame means.
 :class:`WaveformControl`
-    One site, ``waveform.signal`` ``[B, 1, N]``: the audio itself; the output is the
+    One site, ``encoder.waveform`` ``[B, 1, N]``: the audio itself; the output is the
     site. Gain controls loudness, time-warp controls pitch (rates follow), a
     gain-modulation imposes tremolo and a warp-modulation vibrato. With ``level_db``
     the decoder scales every clip to that RMS level, so the site is read apart from
     its norm: gain then controls nothing.
 :class:`PlaceControl`
-    One site, ``place.salience`` ``[B, P, T]``: the clip's f0 as a Gaussian bump (4 bins wide) over
+    One site, ``encoder.salience`` ``[B, P, T]``: the clip's f0 as a Gaussian bump (4 bins wide) over
     ``P`` pitch bins of 20 cents (a place code, declared as an ordered axis); the
     decoder reads f0 from the bump (the salience-weighted mean around the peak, as
     CREPE does) and renders a tone; every other factor is held at its mid value.
@@ -45,7 +45,7 @@ from ontoscope.stimuli.synth import Nuisance, synthesize
 
 __all__ = ["ControllerModel", "PlaceControl", "WaveformControl"]
 
-CONTROLLER_SITES = ("controller.hidden0", "controller.hidden1")
+CONTROLLER_SITES = ("encoder.hidden0", "bottleneck")
 
 
 class ControllerModel(PlantedModel):
@@ -89,8 +89,8 @@ class ControllerModel(PlantedModel):
                        Site(CONTROLLER_SITES[1], "BCT", hidden, role="bottleneck", stride=self.stride)]
 
     def _net(self, x: torch.Tensor, start: int) -> torch.Tensor:
-        """Layers ``start`` … 2 of the MLP (ELU between them); ``start`` 0 from ``u``, 1 from hidden0, 2 from
-        hidden1."""
+        """Layers ``start`` … 2 of the MLP (ELU between them); ``start`` 0 from ``u``, 1 from ``encoder.hidden0``,
+        2 from ``bottleneck`` (the second hidden layer)."""
         for j in range(start, 3):
             x = self.layers[j](x)
             if j < 2:
@@ -136,7 +136,7 @@ class WaveformControl(StagedModel):
     def __init__(self, *, sample_rate: int = 16000, level_db: float | None = None) -> None:
         self.sample_rate = int(sample_rate)
         self.level_db = level_db
-        super().__init__([(Site("waveform.signal", "BCT", 1, role="encoder", stride=1, receptive_field=1),
+        super().__init__([(Site("encoder.waveform", "BCT", 1, role="encoder", stride=1, receptive_field=1),
                            nn.Identity())], head=_Level(level_db))
 
     def postprocess(self, out: torch.Tensor) -> torch.Tensor:
@@ -175,11 +175,11 @@ class PlaceControl(nn.Module):
         self.register_buffer("perm", perm)
         self.shuffled = bool(shuffled)
         place = {"dim": "channels", "start": 0, "stop": n_bins, "cents_per_step": self.CENTS_PER_BIN}
-        self._sites = [Site("place.salience", "BCT", n_bins, role="encoder", stride=self.stride,
+        self._sites = [Site("encoder.salience", "BCT", n_bins, role="encoder", stride=self.stride,
                             notes={"place": place})]
 
     def sites(self) -> list[Site]:
-        """``place.salience``."""
+        """``encoder.salience``."""
         return list(self._sites)
 
     def _frames(self, n_samples: int) -> int:
@@ -223,4 +223,4 @@ class PlaceControl(nn.Module):
         return self.resume(acts, site)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.resume(self.encode(audio, "place.salience"), "place.salience", audio.shape[-1])
+        return self.resume(self.encode(audio, "encoder.salience"), "encoder.salience", audio.shape[-1])

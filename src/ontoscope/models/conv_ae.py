@@ -27,7 +27,7 @@ class ConvAE(StagedModel):
     """Waveform autoencoder built from a :class:`ConvAESpec`.
 
     Sites, in order: ``encoder.block0`` … ``encoder.block{n-1}`` (after each
-    strided conv), ``bottleneck``, ``bottleneck.quantized`` (with a quantizer),
+    strided conv), ``bottleneck``, ``quantizer`` (with a quantizer),
     ``decoder.block0`` … ``decoder.block{n-1}``. Input audio is right-padded to a
     multiple of the total stride; the output has that padded length.
     """
@@ -57,7 +57,7 @@ class ConvAE(StagedModel):
         if spec.quantizer is not None:
             q = spec.quantizer
             rvq = ResidualVQ(spec.bottleneck, q.codebooks, q.size, q.commitment)
-            stages.append((Site("bottleneck.quantized", "BCT", spec.bottleneck, "quantizer", stride=cum),
+            stages.append((Site("quantizer", "BCT", spec.bottleneck, "quantizer", stride=cum),
                            rvq))
         n = len(spec.strides)
         for j, s in enumerate(reversed(spec.strides)):

@@ -7,9 +7,9 @@ scale (``0`` where a value is undefined, e.g. a rate at depth 0), and mixes
 them with a known matrix; its decoder un-mixes and renders the factors with the
 synthesizer itself. Sites:
 
-``planted.factors``  ``[B, k, T]``
+``encoder.factors`` (role ``encoder``)  ``[B, k, T]``
     The normalised factors ``u``, held over ``T`` frames (``frame_rate`` per second).
-``planted.latent``  ``[B, k, T]``
+``bottleneck`` (role ``bottleneck``; the planted latent)  ``[B, k, T]``
     ``z = h(M(θ) u)``: ``M(θ)`` rotates consecutive pairs of factors
     ``(u₁, u₂), (u₃, u₄), …`` by the *entanglement angle* ``θ`` (an odd last
     factor stays pure), and ``h`` is the identity (``nonlinearity="none"``) or the
@@ -43,7 +43,7 @@ from ontoscope.stimuli.synth import Nuisance, synthesize
 
 __all__ = ["PlantedModel", "mixing_matrix"]
 
-SITES = ("planted.factors", "planted.latent")
+SITES = ("encoder.factors", "bottleneck")
 
 
 def mixing_matrix(k: int, angle_deg: float) -> torch.Tensor:
@@ -102,7 +102,7 @@ class PlantedModel(nn.Module):
                        Site(SITES[1], "BCT", k, role="bottleneck", stride=self.stride)]
 
     def sites(self) -> list[Site]:
-        """``planted.factors`` and ``planted.latent``."""
+        """``encoder.factors`` and ``bottleneck`` (the planted latent)."""
         return list(self._sites)
 
     # -- encoder ------------------------------------------------------------------------
@@ -129,7 +129,7 @@ class PlantedModel(nn.Module):
         return max(1, -(-n_samples // self.stride))
 
     def encode(self, audio: torch.Tensor, upto: str) -> torch.Tensor:
-        """Activations ``[B, k, T]`` at ``planted.factors`` or ``planted.latent``."""
+        """Activations ``[B, k, T]`` at ``encoder.factors`` or ``bottleneck``."""
         i = site_index(self._sites, upto)
         u = self.normalised_factors(audio)[..., None].expand(-1, -1, self._frames(audio.shape[-1]))
         return u.contiguous() if i == 0 else self.mix(u)
@@ -175,4 +175,5 @@ class PlantedModel(nn.Module):
         return self.resume(acts, site)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.resume(self.encode(audio, SITES[1]), SITES[1], audio.shape[-1])
+        last = self._sites[-1].name  # the bottleneck (a subclass may name its sites otherwise)
+        return self.resume(self.encode(audio, last), last, audio.shape[-1])

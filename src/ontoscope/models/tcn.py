@@ -19,8 +19,8 @@ from ontoscope.models.spec import TCNSpec
 class TCN(StagedModel):
     """Autoencoder at a constant frame rate built from a :class:`TCNSpec`.
 
-    Sites: ``encoder.layer0`` … ``encoder.layer{depth-1}`` (dilation ``2**i``),
-    ``bottleneck``, ``decoder.layer0`` … ``decoder.layer{depth-1}``.
+    Sites: ``encoder.block0`` … ``encoder.block{depth-1}`` (dilation ``2**i``),
+    ``bottleneck``, ``decoder.block0`` … ``decoder.block{depth-1}``.
     """
 
     output = "audio"
@@ -35,13 +35,13 @@ class TCN(StagedModel):
             if i == 0:
                 layers.append(SameConv1d(1, w, 7) if r == 1 else Downsample1d(1, w, 2 * r, r))
             layers.append(ResUnit1d(w, 2**i, spec.kernel))
-            stages.append((Site(f"encoder.layer{i}", "BCT", w, "encoder", stride=r), nn.Sequential(*layers)))
+            stages.append((Site(f"encoder.block{i}", "BCT", w, "encoder", stride=r), nn.Sequential(*layers)))
         stages.append((Site("bottleneck", "BCT", spec.bottleneck, "bottleneck", stride=r),
                        nn.Sequential(nn.ELU(), SameConv1d(w, spec.bottleneck, 3))))
         for i in range(spec.depth):
             layers = [SameConv1d(spec.bottleneck, w, 3)] if i == 0 else []
             layers.append(ResUnit1d(w, 2 ** (spec.depth - 1 - i), spec.kernel))
-            stages.append((Site(f"decoder.layer{i}", "BCT", w, "decoder", stride=r), nn.Sequential(*layers)))
+            stages.append((Site(f"decoder.block{i}", "BCT", w, "decoder", stride=r), nn.Sequential(*layers)))
         head: nn.Module = SameConv1d(w, 1, 7) if r == 1 else Upsample1d(w, 1, 2 * r, r)
         super().__init__(stages, head=nn.Sequential(nn.ELU(), head))
 

@@ -13,6 +13,13 @@ Example::
                  output="embedding", preprocess=lambda a: a.unsqueeze(1))
     acts = model.encode(audio, "relu")           # [B, 8, T]
     out = model.resume(acts * 2.0, "relu")       # the rest of the net on edited activations
+
+Site names are the caller's. Named by the scheme every built-in model follows
+(``docs/models.md``, "Site names": ``encoder.<name>``, ``bottleneck``,
+``quantizer``, ``decoder.<name>``, ``head`` or ``head.<name>``), an undeclared
+site takes its role from its name (:func:`role_from_name`), so the analyses
+that look for the bottleneck by role find it; any other name gets role ``layer``.
+A declared :class:`Site` keeps its own role.
 """
 
 from __future__ import annotations
@@ -28,9 +35,19 @@ from torch import nn
 from ontoscope.errors import ConfigError
 from ontoscope.models.protocol import OutputKind, Site, SiteError, site_index
 
-__all__ = ["WrappedModel", "wrap"]
+__all__ = ["ROLES", "WrappedModel", "role_from_name", "wrap"]
 
 _OUTPUTS = ("audio", "spectrogram", "pitch", "factors", "embedding", "probability")
+
+#: The roles of the site naming scheme, in forward order.
+ROLES = ("encoder", "bottleneck", "quantizer", "decoder", "head")
+
+
+def role_from_name(name: str) -> str:
+    """The role a site name states by the naming scheme (its first dotted part, when one of :data:`ROLES`),
+    else ``layer``: ``encoder.conv1`` -> ``encoder``, ``bottleneck`` -> ``bottleneck``, ``relu`` -> ``layer``."""
+    first = name.split(".", 1)[0]
+    return first if first in ROLES else "layer"
 
 
 class _Stop(Exception):
@@ -157,7 +174,7 @@ class WrappedModel(nn.Module):
                     raise ConfigError(f"site {name!r} gives activations of shape {shape}; a site must be "
                                       "[B, C, T] or [B, C, F, T] (declare a Site or pick another module)")
                 out.append(Site(name=name, layout="BCT" if len(shape) == 3 else "BCFT", channels=int(shape[1]),
-                                freq_bins=int(shape[2]) if len(shape) == 4 else None,
+                                role=role_from_name(name), freq_bins=int(shape[2]) if len(shape) == 4 else None,
                                 notes={"module": self._paths[name]}))
             self._sites = out
         return list(self._sites)
@@ -275,7 +292,9 @@ def wrap(
         ``module.named_modules()`` (``"encoder.2"``, ``"blocks.0.attn"``). A
         :class:`Site` declares geometry itself (stride, receptive field...);
         its module path is ``site.notes["module"]``, or the site name.
-        Undeclared sites get layout and channels from a probe pass.
+        Undeclared sites get layout and channels from a probe pass, and their
+        role from their name (:func:`role_from_name`: ``encoder.*``,
+        ``bottleneck``, ``quantizer``, ``decoder.*``, ``head``; ``layer`` otherwise).
     sample_rate : int
         Rate, in Hz, the module expects.
     output : str

@@ -38,8 +38,8 @@ from ontoscope.ontology.tables import (
 
 __all__ = ["AGREEMENT_COLUMNS", "agreement", "agreement_summary", "confusion"]
 
-AGREEMENT_COLUMNS = ("model", "site", "factor", "factor_kind", "predicted_status", "prediction", "measured_status",
-                     "outcome", "held", "failure", "icv_score", "intervention", "reason")
+AGREEMENT_COLUMNS = ("model", "site", "role", "factor", "factor_kind", "predicted_status", "prediction",
+                     "measured_status", "outcome", "held", "failure", "icv_score", "intervention", "reason")
 
 
 def agreement(latent: pd.DataFrame, operational: pd.DataFrame) -> pd.DataFrame:
@@ -57,7 +57,7 @@ def agreement(latent: pd.DataFrame, operational: pd.DataFrame) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        One row per (model, site, factor) in both tables: ``model, site, factor, factor_kind,
+        One row per (model, site, factor) in both tables: ``model, site, role, factor, factor_kind,
         predicted_status, prediction, measured_status, outcome, held, failure, icv_score, intervention``
         (the intervention family kept: ``additive``, ``gain``, ``time_warp``, ...), ``reason`` (the latent rule's), and
         ``site_index`` where the operational table has it. ``failure`` is None where the prediction held.
@@ -67,7 +67,7 @@ def agreement(latent: pd.DataFrame, operational: pd.DataFrame) -> pd.DataFrame:
     check_same_models(lat, op, "latent", "operational")
     best = best_family(op)
     keys = ["model", "site", "factor"]
-    left = lat[keys + ["status"] + (["reason"] if "reason" in lat else [])].rename(
+    left = lat[keys + [c for c in ("role", "status", "reason") if c in lat]].rename(
         columns={"status": "predicted_status"})
     right_cols = keys + ["factor_kind", "icv_score", "status"] + [c for c in ("family", "site_index") if c in best]
     right = best[right_cols].rename(columns={"status": "measured_status", "family": "intervention"})
@@ -82,7 +82,7 @@ def agreement(latent: pd.DataFrame, operational: pd.DataFrame) -> pd.DataFrame:
     joined["outcome"] = np.where(icv, "icv", "not icv")
     joined["held"] = limited != icv
     joined["failure"] = np.where(~limited & ~icv, "over-predicted", np.where(limited & icv, "under-predicted", None))
-    for c in ("intervention", "reason"):
+    for c in ("intervention", "reason", "role"):
         if c not in joined:
             joined[c] = None
     order = ["model", "site_index", "factor"] if "site_index" in joined else keys

@@ -57,8 +57,7 @@ import torch
 from torch import nn
 
 from ontoscope.errors import ConfigError
-from ontoscope.models.protocol import AudioModel
-from ontoscope.probing.capture import model_device
+from ontoscope.models.protocol import AudioModel, model_device
 from ontoscope.probing.interchange import check_pairs, interchange_accuracy, orthonormal_basis, pair_positions
 from ontoscope.stimuli.dataset import StimulusSet
 from ontoscope.stimuli.factors import FactorSpace

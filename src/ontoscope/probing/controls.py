@@ -8,7 +8,7 @@ each, and marks every (control, site, factor, family) row with what the status m
 control            positive cells (must be ``icv``)                                        negative cells
 =================  =====================================================================  =====================
 controller         every encoded factor by additive (pattern), interchange and DAS         the omitted factor by
-(trained, seeds;   at ``controller.hidden1``                                               those; every factor by
+(trained, seeds;   at ``bottleneck``                                                       those; every factor by
 one site)                                                                                  gain, time-warp,
                                                                                            modulation; additive
                                                                                            along random directions
@@ -107,7 +107,7 @@ def _controls(space: FactorSpace) -> list[_Control]:
     wave = ("additive", "gain", "time_warp", "modulation")
     out = [_Control("controller", lambda sp, sr, seed: ControllerModel(sp, omit=[omit] if omit else [],
                                                                        sample_rate=sr, seed=seed), True,
-                    ("additive", "gain", "time_warp", "modulation", "interchange", "das"), ("controller.hidden1",)),
+                    ("additive", "gain", "time_warp", "modulation", "interchange", "das"), ("bottleneck",)),
            _Control("waveform", lambda sp, sr, seed: WaveformControl(sample_rate=sr), False, wave),
            _Control("waveform_level", lambda sp, sr, seed: WaveformControl(sample_rate=sr, level_db=-20.0), False,
                     ("gain", "time_warp"))]

@@ -27,8 +27,7 @@ import pandas as pd
 import torch
 
 from ontoscope.errors import ConfigError
-from ontoscope.models.protocol import AudioModel, require_audio_output
-from ontoscope.probing.capture import model_device
+from ontoscope.models.protocol import AudioModel, model_device, require_audio_output
 from ontoscope.probing.probes import DEFAULT_ALPHAS, r2_score, ridge_cv, split_indices
 
 __all__ = ["erase_and_resume", "erasure_decodability", "fit_eraser"]

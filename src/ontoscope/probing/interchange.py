@@ -39,8 +39,7 @@ import pandas as pd
 import torch
 
 from ontoscope.errors import ConfigError
-from ontoscope.models.protocol import AudioModel, require_audio_output
-from ontoscope.probing.capture import model_device
+from ontoscope.models.protocol import AudioModel, model_device, require_audio_output
 from ontoscope.probing.interventions import Interchange, run_interventions
 from ontoscope.stimuli.dataset import StimulusSet
 from ontoscope.stimuli.factors import FactorSpace

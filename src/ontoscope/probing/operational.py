@@ -57,9 +57,9 @@ import torch
 
 from ontoscope.artifacts import ensure_dir, save_json, save_table
 from ontoscope.errors import ConfigError
-from ontoscope.models.protocol import AudioModel, encode_sites, site_index
+from ontoscope.models.protocol import AudioModel, encode_sites, model_device, site_index
 from ontoscope.probing.alignment import fit_subspace
-from ontoscope.probing.capture import Capture, at_rate, capture, model_device
+from ontoscope.probing.capture import Capture, at_rate, capture
 from ontoscope.probing.decodability import factor_targets, probe_capture
 from ontoscope.probing.erasure import erasure_decodability
 from ontoscope.probing.icv import ICVThresholds, best_family, icv_scores
@@ -128,9 +128,10 @@ class OperationalOntology:
         status``.
     effects : DataFrame
         The dose–response curves (:class:`~ontoscope.probing.response.DoseResponse` ``curve`` rows with
-        ``site, family, variant, intended``).
+        ``site, role, family, variant, intended``).
     retention : DataFrame
-        Quantizer retention rows (empty without a quantizer).
+        Quantizer retention rows (:func:`~ontoscope.probing.quantized.quantizer_retention`, with ``role``;
+        empty without a quantizer).
     examples : dict
         ``{(site, factor): (base [N], edited [N])}`` audio at ``sample_rate`` for audio models: the best
         steering family of the pair at its kept dose.
@@ -142,7 +143,8 @@ class OperationalOntology:
     steer_clips : ndarray
         Positions in the stimulus set of the base clips that were steered.
     probes : DataFrame
-        The decodability rows (:func:`~ontoscope.probing.decodability.probe_capture`).
+        The decodability rows (:func:`~ontoscope.probing.decodability.probe_capture`), with the site's ``role``
+        after ``site``.
     """
 
     table: pd.DataFrame
@@ -421,6 +423,9 @@ def _operational(model: AudioModel, stimuli: StimulusSet, cap: Capture, pairs: S
     probes = probe_capture(cap, targets, sites=site_names, views=views, probes=("ridge",),
                            test_fraction=test_fraction, n_boot=200, seed=seed, progress=progress)
     dec = {(r.site, r.view, r.factor): r.test_r2 for r in probes.itertuples()}
+    if "site" in probes.columns and "role" not in probes.columns:  # every result table carries the role
+        roles = {s.name: s.role for s in model_sites}
+        probes.insert(list(probes.columns).index("site") + 1, "role", probes["site"].map(roles))
     train, test = split_indices(len(stimuli), test_fraction, seed)
     steer_idx = np.sort(test[:n_steer])
     base_audio = stimuli.audio(steer_idx).to(device)
@@ -508,7 +513,8 @@ def _operational(model: AudioModel, stimuli: StimulusSet, cap: Capture, pairs: S
             expected = p.expected(p.doses, natural(zero)) if p.expected is not None else None
             for name in p.factors:
                 dr = dose_response(v, p.doses, space.names, name, spread[name], expected=expected)
-                effects.append(dr.curve.assign(site=site, family=p.family, variant=p.variant, intended=name))
+                effects.append(dr.curve.assign(site=site, role=site_obj.role, family=p.family, variant=p.variant,
+                                               intended=name))
                 rows.append({**common, "factor": name, "factor_kind": CANON[name].kind, "family": p.family,
                              "variant": p.variant, "rate_hz": p.rate_hz,
                              **_decodability(dec, site, name, p.family), **dr.measures(),

@@ -1,7 +1,7 @@
 """Interventions before a quantizer: what re-quantization keeps of an edit, and what it undoes.
 
-In a model with a vector quantizer (``bottleneck`` followed by a
-``bottleneck.quantized`` site of role ``quantizer``), an edit of the
+In a model with a vector quantizer (a site followed by one of role
+``quantizer``: ``bottleneck`` then ``quantizer`` in every built-in model), an edit of the
 pre-quantizer activations reaches the decoder only through the codes it moves.
 :func:`quantizer_retention` steers the pre-quantizer site by ``m · d`` and
 re-quantizes:
@@ -30,8 +30,7 @@ import pandas as pd
 import torch
 
 from ontoscope.errors import ConfigError
-from ontoscope.models.protocol import AudioModel, StagedModel, site_index
-from ontoscope.probing.capture import model_device
+from ontoscope.models.protocol import AudioModel, StagedModel, model_device, site_index
 
 __all__ = ["quantizer_after", "quantizer_retention"]
 
@@ -64,7 +63,8 @@ def quantizer_retention(model: AudioModel, audio: torch.Tensor, site: str, direc
     Returns
     -------
     DataFrame
-        One row per magnitude: ``site, quantizer, magnitude, retained, off_axis, codes_changed``.
+        One row per magnitude: ``site, role, quantizer, magnitude, retained, off_axis, codes_changed``
+        (``role``: the pre-quantizer site's, ``bottleneck`` in every built-in model).
     """
     q_site = quantizer_after(model, site)
     if q_site is None:
@@ -76,6 +76,7 @@ def quantizer_retention(model: AudioModel, audio: torch.Tensor, site: str, direc
     if not mags or any(m == 0 for m in mags):
         raise ConfigError("give non-zero magnitudes")
     quantizer = model.stages[site_index(model.sites(), q_site)]
+    role = model.site(site).role
     with torch.no_grad():
         acts = model.encode(audio.to(model_device(model)), site)
         d = torch.as_tensor(np.asarray(direction, dtype=np.float32), device=acts.device)
@@ -95,7 +96,7 @@ def quantizer_retention(model: AudioModel, audio: torch.Tensor, site: str, direc
             codes1 = getattr(quantizer, "codes", None)
             changed = float((codes1 != codes0).float().mean()) if codes0 is not None and codes1 is not None \
                 else float("nan")
-            rows.append({"site": site, "quantizer": q_site, "magnitude": m,
+            rows.append({"site": site, "role": role, "quantizer": q_site, "magnitude": m,
                          "retained": float(along.mean()) / m,
                          "off_axis": float(off.norm(dim=1).mean()) / (abs(m) * dd**0.5),
                          "codes_changed": changed})

@@ -41,8 +41,7 @@ import pandas as pd
 import torch
 
 from ontoscope.errors import ConfigError
-from ontoscope.models.protocol import AudioModel, require_audio_output, site_index
-from ontoscope.probing.capture import model_device
+from ontoscope.models.protocol import AudioModel, model_device, require_audio_output, site_index
 from ontoscope.probing.interventions import Additive, Modulation, run_interventions
 from ontoscope.probing.probes import DEFAULT_ALPHAS, ridge_cv
 from ontoscope.stimuli.factors import FactorSpace

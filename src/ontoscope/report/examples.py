@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ontoscope.report.summaries import best_rows, bottleneck_site
+from ontoscope.report.summaries import best_rows, bottleneck_site, site_roles
 
 __all__ = ["Example", "select_examples"]
 
@@ -23,6 +23,7 @@ class Example:
     row: dict
     base: Path
     steered: Path
+    role: str = ""
 
 
 def _score(row: pd.Series) -> float:
@@ -34,9 +35,10 @@ def select_examples(operational: pd.DataFrame, examples_dir: Path | None, k: int
     """Up to ``k`` examples from one model's operational rows, each with ``<site>/<factor>_base.wav`` and
     ``_steered.wav`` under ``examples_dir``.
 
-    The first is the highest-scoring static factor at the bottleneck, the second the highest-scoring
-    oscillatory factor there (to hear what claim 2 is about), then the highest-scoring remaining
-    (site, factor) pairs. Each is the family that controls the pair, at its kept dose (what the WAV files hold).
+    The first is the highest-scoring static factor at the bottleneck (the site of role ``bottleneck``; the
+    deepest site for a model without one), the second the highest-scoring oscillatory factor there (to hear
+    what claim 2 is about), then the highest-scoring remaining (site, factor) pairs. Each is the family that
+    controls the pair, at its kept dose (what the WAV files hold).
     """
     if k <= 0 or examples_dir is None or operational.empty or not examples_dir.is_dir():
         return []
@@ -49,10 +51,8 @@ def select_examples(operational: pd.DataFrame, examples_dir: Path | None, k: int
             have.append((r, base, steered))
     if not have:
         return []
-    order = "site_index" if "site_index" in rows.columns else None
-    sites = list(dict.fromkeys(rows.sort_values(order, kind="stable")["site"].astype(str) if order
-                               else rows["site"].astype(str)))
-    neck = bottleneck_site(sites)
+    neck = bottleneck_site(rows)
+    roles = site_roles(rows)
     have.sort(key=lambda h: -_score(h[0]))
     chosen: list[Example] = []
 
@@ -61,7 +61,8 @@ def select_examples(operational: pd.DataFrame, examples_dir: Path | None, k: int
             if len(chosen) >= k:
                 return
             if pick(r) and all((e.site, e.factor) != (str(r["site"]), str(r["factor"])) for e in chosen):
-                chosen.append(Example(str(r["site"]), str(r["factor"]), why, r.to_dict(), base, steered))
+                chosen.append(Example(str(r["site"]), str(r["factor"]), why, r.to_dict(), base, steered,
+                                      roles.get(str(r["site"]), "")))
                 return
 
     take(lambda r: str(r["site"]) == neck and r.get("factor_kind", "static") == "static",

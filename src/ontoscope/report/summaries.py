@@ -11,7 +11,7 @@ import pandas as pd
 from ontoscope.probing.icv import best_family
 
 __all__ = ["KNOBS", "KNOB_LABELS", "agreement", "axes", "best_rows", "bottleneck_site", "canonical_knob", "knob_means",
-           "model_means", "plotted_means"]
+           "model_means", "plotted_means", "site_roles"]
 
 #: The knobs of claims 1 and 3, in the order the report plots them, with their labels.
 KNOBS = {"total_stride": "total stride", "compression": "compression (samples per latent float)", "width": "width",
@@ -32,11 +32,28 @@ def best_rows(operational: pd.DataFrame) -> pd.DataFrame:
     return best_family(operational, [c for c in ("model", "site", "factor") if c in operational.columns])
 
 
-def bottleneck_site(sites: list[str]) -> str | None:
-    """The site named ``bottleneck`` if there is one, else the last (deepest) site given; None for none."""
+def bottleneck_site(rows: pd.DataFrame) -> str | None:
+    """One model's bottleneck, found by role in its rows (``site``, and ``role``, ``site_index`` where present).
+
+    The (first, in site order) site whose ``role`` is ``bottleneck``. Rows without a ``role`` column (tables
+    written before sites carried it) fall back to the site named ``bottleneck``. A model with no bottleneck
+    (a pitch tracker, an encoder) gets its last (deepest) site; None for no rows.
+    """
+    sites = _site_order(rows)
     if not sites:
         return None
+    if "role" in rows.columns:
+        roles = site_roles(rows)
+        return next((s for s in sites if roles.get(s) == "bottleneck"), sites[-1])
     return "bottleneck" if "bottleneck" in sites else sites[-1]
+
+
+def site_roles(rows: pd.DataFrame) -> dict[str, str]:
+    """``{site: role}`` from a table's ``site`` and ``role`` columns; empty when it has no ``role``."""
+    if rows.empty or not {"site", "role"} <= set(rows.columns):
+        return {}
+    first = rows.drop_duplicates("site")
+    return {str(s): str(r) for s, r in zip(first["site"], first["role"], strict=True) if isinstance(r, str)}
 
 
 def _site_order(table: pd.DataFrame) -> list[str]:

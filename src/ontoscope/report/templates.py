@@ -170,7 +170,8 @@ for the factor (steered), as the model produces them.</p>
 <h3>{{ m.model }}</h3>
 {% for e in m.examples %}
 <div class="example">
-<div><strong>{{ e.factor }}</strong> at <code>{{ e.site }}</code>: {{ e.status }}, ICV score {{ e.score }}
+<div><strong>{{ e.factor }}</strong> at <code>{{ e.site }}</code>{% if e.role %} ({{ e.role }}){% endif %}:
+{{ e.status }}, ICV score {{ e.score }}
 <div class="meta">{{ e.why }}; {{ e.measures }}</div>
 <div class="meta">base</div><audio controls preload="metadata" src="{{ e.base }}"></audio>
 <div class="meta">steered</div><audio controls preload="metadata" src="{{ e.steered }}"></audio></div>

@@ -212,7 +212,8 @@ def _examples(op: pd.DataFrame, entry: ModelEntry, assets: Path, slug: str, k: i
         b, s = _copy(e.base, d / f"{name}_base.wav"), _copy(e.steered, d / f"{name}_steered.wav")
         if sr2 != sr:
             notes.append(f"steering example {e.factor} at {e.site}: base at {sr} Hz, steered at {sr2} Hz")
-        out.append({"site": e.site, "factor": e.factor, "why": e.why, "status": str(e.row.get("status", "?")),
+        out.append({"site": e.site, "role": e.role, "factor": e.factor, "why": e.why,
+                    "status": str(e.row.get("status", "?")),
                     "score": _fmt(e.row.get("icv_score"), 2),
                     "measures": ", ".join(f"{m} {_fmt(e.row.get(m), 2)}" for m in _MEASURES if m in e.row),
                     "base": _href(b, assets),

@@ -31,7 +31,7 @@ def _render_at(cfg: StudyConfig, out: Path, sr: int, *, pairs: bool) -> Stimulus
     """The study's stimuli (or pairs) rendered into ``out`` at ``sr`` Hz: the same factor values as at the
     study's own rate (the draw depends on the seed alone), so a model at another rate hears the same sounds
     with their partials up to its own Nyquist, rather than resampled clips that keep the study's band limit."""
-    from ontoscope.stimuli.source import render_stimuli
+    from ontoscope.descriptors.renders import render_stimuli
 
     s = cfg.stimuli
     return render_stimuli(out, cfg.stimuli.space(), s.pairs if pairs else s.n, sr, s.seconds,

@@ -35,25 +35,26 @@ site is one tensor that carries what later stages read, concatenated along chann
 names the channel ranges. Where a 264-bin plane is carried at an 88-key site, it is folded: fine bin
 ``3k + j`` of plane ``p`` sits at key ``k`` in channel ``start + 3p + j``.
 
-* ``cqt``: ``BCFT`` ``[B, 1, 309, T]``, power in dB; bin ``k`` at ``27.5 * 2 ** (k / 36)`` Hz.
+* ``encoder.cqt``: ``BCFT`` ``[B, 1, 309, T]``, power in dB; bin ``k`` at ``27.5 * 2 ** (k / 36)`` Hz.
   ``notes["octaves"]`` gives each octave's bins, decimations, sample rate and hop at that rate.
-* ``harmonic_stack``: ``BCFT`` ``[B, 8, 264, T]``, channel ``c`` the copy for harmonic ``(0.5, 1, ..., 7)[c]``.
-* ``contour_conv``: ``BCFT`` ``[B, 16, 264, T]``: 0-7 the contour features, 8-15 the harmonic stack.
-* ``contour``: ``BCFT`` ``[B, 9, 264, T]``: 0 the contour posteriorgram, 1-8 the harmonic stack; a place
+* ``encoder.harmonic_stack``: ``BCFT`` ``[B, 8, 264, T]``, channel ``c`` the copy for harmonic ``(0.5, 1, ..., 7)[c]``.
+* ``encoder.contour_conv``: ``BCFT`` ``[B, 16, 264, T]``: 0-7 the contour features, 8-15 the harmonic stack.
+* ``encoder.contour``: ``BCFT`` ``[B, 9, 264, T]``: 0 the contour posteriorgram, 1-8 the harmonic stack; a place
   axis along frequency (``notes["place"]``, 33.3 cents per bin).
-* ``note_conv``: ``BCFT`` ``[B, 59, 88, T]``: 0-31 the note features, 32-34 the contour, 35-58 the stack (folded).
-* ``note``: ``BCFT`` ``[B, 28, 88, T]``: 0 the note posteriorgram, 1-3 the contour, 4-27 the stack (folded).
-* ``onset_conv``: ``BCFT`` ``[B, 36, 88, T]``: 0-31 the onset features, 32 the note posteriorgram, 33-35 the
+* ``encoder.note_conv``: ``BCFT`` ``[B, 59, 88, T]``: 0-31 the note features, 32-34 the contour, 35-58 the stack
+  (folded).
+* ``encoder.note``: ``BCFT`` ``[B, 28, 88, T]``: 0 the note posteriorgram, 1-3 the contour, 4-27 the stack (folded).
+* ``encoder.onset_conv``: ``BCFT`` ``[B, 36, 88, T]``: 0-31 the onset features, 32 the note posteriorgram, 33-35 the
   contour (folded).
-* ``output``: ``BCT`` ``[B, 440, T]``: channels 0-263 contour, 264-351 note, 352-439 onset posteriorgrams.
+* ``head``: ``BCT`` ``[B, 440, T]``: channels 0-263 contour, 264-351 note, 352-439 onset posteriorgrams.
 
 Receptive fields (input samples, the conv path; ``Site.receptive_field``): the CQT's lowest kept bin reads
 eight cascaded low-pass filters (``1 + 255 * 255`` samples) and a 161-tap kernel at stride 256, in all
 105 986 samples (4.81 s; the top octave's bins read 109 to 215 samples); every later site adds
 ``256 * (k - 1)`` for each time kernel ``k`` on its longest path: contour_conv 106 498, contour 107 522,
 note_conv 109 058, note and onset_conv 110 594, output 111 106. (The onset branch runs beside the note
-branch; a trace of the chain that adds its 5-frame kernel in series gives 1 024 more at ``onset_conv``
-and ``output``.) The per-clip normalisation also lets every frame see the whole clip a little (its
+branch; a trace of the chain that adds its 5-frame kernel in series gives 1 024 more at ``encoder.onset_conv``
+and ``head``.) The per-clip normalisation also lets every frame see the whole clip a little (its
 minimum and maximum), which the receptive field leaves out.
 
 ``resume`` returns ``[B, 2, T]``: the f0 in Hz, from the contour by a local weighted argmax (the salience-
@@ -68,7 +69,7 @@ only (the package's per-window normalisation and 2-D convolutions also see the s
 moves its posteriorgrams by up to about 1e-3). The fill is needed because the lowest octave runs at 1/256 of the
 rate and its reflect padding (128 samples there) needs at least ``MIN_SAMPLES`` = 33 024 input samples.
 Longer clips run whole (the package would cut them into overlapping windows). The CQT runs in
-:meth:`BasicPitchModel.preprocess`, so the ``cqt`` site already has the cropped frames. The weights are
+:meth:`BasicPitchModel.preprocess`, so the ``encoder.cqt`` site already has the cropped frames. The weights are
 read from the ONNX graph ``basic_pitch/saved_models/icassp_2022/nmp.onnx`` of the installed package
 (``pip install --no-deps basic-pitch==0.4.0``), located without importing it (its ``__init__`` wants
 tensorflow), by a small protobuf reader: the ``onnx`` package is not needed.
@@ -284,7 +285,8 @@ class BasicPitchModel(StagedModel):
         fold_note = "a 264-bin plane p in a block starting at channel s: fine bin 3k + j at key k, channel s + 3p + j"
 
         def site(name: str, layout: str, channels: int, frames: int, freq: int | None, **notes: object) -> Site:
-            return Site(name, layout, channels, role="head" if name == "output" else "encoder", stride=HOP,
+            return Site(name if name == "head" else f"encoder.{name}", layout, channels,
+                        role="head" if name == "head" else "encoder", stride=HOP,
                         receptive_field=rf0 + HOP * frames, freq_bins=freq, notes=dict(notes))
 
         def harmonic_stack(db: torch.Tensor) -> torch.Tensor:
@@ -353,7 +355,7 @@ class BasicPitchModel(StagedModel):
                   onset_conv_receptive_field=rf0 + 4 * HOP, clip_normalised=norm_note, branches=branches,
                   place=place_keys),
              Step(onset_conv, "5 x 5 conv on the harmonic stack, stride 3 in freq, ReLU")),
-            (site("output", "BCT", N_CONTOUR_BINS + 2 * N_KEYS, 20, None,
+            (site("head", "BCT", N_CONTOUR_BINS + 2 * N_KEYS, 20, None,
                   blocks={"contour": [0, N_CONTOUR_BINS], "note": [N_CONTOUR_BINS, N_CONTOUR_BINS + N_KEYS],
                           "onset": [N_CONTOUR_BINS + N_KEYS, N_CONTOUR_BINS + 2 * N_KEYS]},
                   units="sigmoid posteriorgrams: contour bin i at 27.5 * 2 ** ((i - 1) / 36) Hz, note and onset "
@@ -386,14 +388,14 @@ class BasicPitchModel(StagedModel):
 
     @staticmethod
     def split_output(out: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The ``output`` site ``[B, 440, T]`` as ``contour`` ``[B, 264, T]``, ``note`` and ``onset`` ``[B, 88, T]``."""
+        """The ``head`` site ``[B, 440, T]`` as ``contour`` ``[B, 264, T]``, ``note`` and ``onset`` ``[B, 88, T]``."""
         return {"contour": out[:, :N_CONTOUR_BINS], "note": out[:, N_CONTOUR_BINS:N_CONTOUR_BINS + N_KEYS],
                 "onset": out[:, N_CONTOUR_BINS + N_KEYS:]}
 
     def posteriorgrams(self, audio: torch.Tensor) -> dict[str, torch.Tensor]:
         """The package's three outputs for ``audio`` ``[B, N]``: ``contour`` ``[B, 264, T]``, ``note`` and
         ``onset`` ``[B, 88, T]`` (channels first; the package gives ``[B, T, bins]``)."""
-        return self.split_output(self.encode(audio, "output"))
+        return self.split_output(self.encode(audio, "head"))
 
 
 def load_basic_pitch(*, path: str | Path | None = None) -> BasicPitchModel:

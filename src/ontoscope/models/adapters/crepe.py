@@ -16,14 +16,14 @@ zero-padded by half a frame on both sides, so frame ``t`` is centred on
 sample ``t * hop``). The convolutions never mix frames, and inside a frame
 they run along the 1024 samples. Both axes are kept:
 
-* ``conv1`` ... ``conv6``: ``BCFT`` activations ``[B, C, L, T]``. ``T`` is the
+* ``encoder.conv1`` ... ``encoder.conv6``: ``BCFT`` activations ``[B, C, L, T]``. ``T`` is the
   frame axis (stride ``hop`` samples, the site's ``stride``). The third axis,
   which the ``BCFT`` layout calls frequency, is here the position inside the
   frame (``L`` = 128, 64, 32, 16, 8, 4 after pooling; one step is
   ``notes["within_frame_stride"]`` = 8, 16, ... 256 input samples). Each frame
   column sees its whole 1024-sample frame (``receptive_field`` = 1024); one
   position sees ``notes["within_frame_rf"]`` samples of it.
-* ``classifier``: ``BCT`` ``[B, 360, T]``, the sigmoid salience of each pitch bin.
+* ``head.classifier``: ``BCT`` ``[B, 360, T]``, the sigmoid salience of each pitch bin.
 
 ``resume(acts, site)`` returns ``[B, 2, T]``: channel 0 the f0 in Hz decoded
 as in the CREPE paper (the salience-weighted mean, in cents, of the nine bins
@@ -119,7 +119,8 @@ def decode_salience(salience: torch.Tensor) -> torch.Tensor:
 
 
 class CrepeModel(StagedModel):
-    """CREPE (``tiny`` or ``full``) as an :class:`AudioModel` with sites ``conv1`` ... ``conv6``, ``classifier``.
+    """CREPE (``tiny`` or ``full``) as an :class:`AudioModel` with sites ``encoder.conv1`` ...
+    ``encoder.conv6``, ``head.classifier``.
 
     Parameters
     ----------
@@ -151,14 +152,14 @@ class CrepeModel(StagedModel):
             w_rf += w_stride  # max-pool by 2
             w_stride *= 2
             length //= 2
-            site = Site(f"conv{i + 1}", "BCFT", c_out, role="encoder", stride=hop, receptive_field=FRAME,
+            site = Site(f"encoder.conv{i + 1}", "BCFT", c_out, role="encoder", stride=hop, receptive_field=FRAME,
                         freq_bins=length,
                         notes={"freq_axis": "position within the 1024-sample frame (time, not frequency)",
                                "within_frame_stride": w_stride, "within_frame_rf": min(w_rf, FRAME),
                                "frame": FRAME, "hop": hop})
             stages.append((site, _Block(c_in, c_out, kernel, stride, pad)))
             c_in = c_out
-        head = Site("classifier", "BCT", PITCH_BINS, role="head", stride=hop, receptive_field=FRAME,
+        head = Site("head.classifier", "BCT", PITCH_BINS, role="head", stride=hop, receptive_field=FRAME,
                     notes={"units": "sigmoid salience of 360 pitch bins, 20 cents apart from 32.70 Hz",
                            "place": {"dim": "channels", "start": 0, "stop": PITCH_BINS,
                                      "cents_per_step": CENTS_PER_BIN}})

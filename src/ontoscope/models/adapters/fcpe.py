@@ -29,25 +29,25 @@ What is computed, frame by frame (16 kHz, 10 ms hop, no temporal downsampling):
 Context
 -------
 The convolutions alone would give bounded receptive fields (frame ``t``
-after ``layerK`` reads ``1664 + 4800 K`` samples), but the group
+after ``encoder.layerK`` reads ``1664 + 4800 K`` samples), but the group
 normalisation in the input stack divides every frame by a mean and variance
-taken over the whole clip, so from ``conv2`` on each frame depends, through
+taken over the whole clip, so from ``encoder.conv2`` on each frame depends, through
 those two statistics per group, on every sample of the input: those sites have
 ``receptive_field`` None and ``global_context`` True, and carry their
 convolutional receptive field in ``notes["conv_receptive_field"]``.
 
 Sites (all ``BCT`` with ``stride`` = hop = 160 samples, 100 frames/s at 16 kHz)
 -----------------------------------------------------------------------------
-* ``mel``: ``[B, 128, T]``, the natural-log mel spectrogram; receptive field
+* ``encoder.mel``: ``[B, 128, T]``, the natural-log mel spectrogram; receptive field
   1024 samples (one STFT window).
-* ``conv1``: ``[B, 512, T]``, the first input convolution; receptive field
+* ``encoder.conv1``: ``[B, 512, T]``, the first input convolution; receptive field
   1344 samples (3 frames).
-* ``conv2``: ``[B, 512, T]``, after group norm, leaky ReLU and the second
+* ``encoder.conv2``: ``[B, 512, T]``, after group norm, leaky ReLU and the second
   convolution; global context (convolutional receptive field 1664 samples).
-* ``layer1`` ... ``layer6``: ``[B, 512, T]``, the residual stream after each
+* ``encoder.layer1`` ... ``encoder.layer6``: ``[B, 512, T]``, the residual stream after each
   convolution block; global context (convolutional receptive field
   ``1664 + 4800 K`` samples: 6464 ... 30464 samples, 0.4 to 1.9 s).
-* ``output``: ``[B, 360, T]``, the sigmoid salience of the 360 pitch bins;
+* ``head``: ``[B, 360, T]``, the sigmoid salience of the 360 pitch bins;
   ``notes["place"]`` declares the channel axis as pitch, about 19.78 cents a
   step.
 
@@ -56,7 +56,7 @@ Sites (all ``BCT`` with ``stride`` = hop = 160 samples, 100 frames/s at 16 kHz)
 bins centred on the most salient one, indices clamped to the table), channel
 1 the confidence (the largest salience, in [0, 1]). Unvoiced frames are not
 masked: ``torchfcpe``'s inference sets f0 to 0 where the confidence is at or
-below its threshold (0.006 by default; ``notes["threshold"]`` of ``output``).
+below its threshold (0.006 by default; ``notes["threshold"]`` of ``head``).
 
 The network is rebuilt here, since importing ``torchfcpe`` pulls in
 torchaudio; the weights come from ``torchfcpe/assets/fcpe_c_v001.pt`` in the
@@ -194,7 +194,8 @@ class FcpeModel(StagedModel):
 
         def site(name: str, channels: int, rf: int, role: str = "encoder", **notes: object) -> Site:
             bounded = name in ("mel", "conv1")
-            return Site(name, "BCT", channels, role=role, stride=hop, receptive_field=rf if bounded else None,
+            return Site(name if role == "head" else f"{role}.{name}", "BCT", channels, role=role, stride=hop,
+                        receptive_field=rf if bounded else None,
                         global_context=not bounded, notes={"hop": hop, "conv_receptive_field": rf, **notes})
 
         rf = win
@@ -208,7 +209,7 @@ class FcpeModel(StagedModel):
         for i in range(int(net["n_layers"])):
             rf += (kernel - 1) * hop
             stages.append((site(f"layer{i + 1}", dim, rf), _ConvBlock(dim, kernel=kernel)))
-        head = site("output", bins, rf, role="head",
+        head = site("head", bins, rf, role="head",
                     units=f"sigmoid salience of {bins} pitch bins, {step:.2f} cents apart from {f0_min} Hz",
                     place={"dim": "channels", "start": 0, "stop": bins, "cents_per_step": step},
                     f0_min_hz=f0_min, f0_max_hz=f0_max, threshold=0.006)
@@ -237,7 +238,7 @@ class FcpeModel(StagedModel):
 
     def load_fcpe_state(self, state: dict[str, torch.Tensor]) -> None:
         """Load the ``model`` state dict of a ``torchfcpe`` checkpoint (weight-normalised output layer folded)."""
-        n_layers = sum(1 for s in self._sites if s.name.startswith("layer"))
+        n_layers = sum(1 for s in self._sites if s.name.startswith("encoder.layer"))
         head = 3 + n_layers
         mine = {"cent_table": state["cent_table"]}
         for key in ("weight", "bias"):

@@ -28,8 +28,8 @@ check this for every site). Activations are channels-first: conv sites
 
 Every conv site carries ``stride`` (input samples per frame) and
 ``receptive_field`` (input samples); transformer and recurrent sites have
-``global_context=True`` (and no receptive field). Codec sites: ``latent`` is
-the encoder output before the quantizer, ``quantized`` after it (residual
+``global_context=True`` (and no receptive field). Codec sites: ``bottleneck`` is
+the encoder output before the quantizer, ``quantizer`` after it (residual
 vector quantization, with a straight-through gradient: its value is the
 quantized latent, its gradient w.r.t. the latent is the identity). Decoder
 sites follow. Codecs return audio ``[B, T * hop]`` from ``resume``/``decode``;
@@ -39,23 +39,23 @@ layer norm where the network has one).
 Sites per network
 -----------------
 * EnCodec: ``encoder.conv0``, ``encoder.block0..3`` (after each strided conv:
-  strides 2, 8, 40, 320 samples), ``encoder.lstm``, ``latent`` (128 ch),
-  ``quantized``, ``decoder.conv0``, ``decoder.lstm``, ``decoder.block0..3``.
+  strides 2, 8, 40, 320 samples), ``encoder.lstm``, ``bottleneck`` (128 ch),
+  ``quantizer``, ``decoder.conv0``, ``decoder.lstm``, ``decoder.block0..3``.
   The bandwidth option (default 6 kbps = 8 codebooks) sets the quantizer.
 * DAC: ``encoder.conv0``, ``encoder.block0..3`` (strides 2, 8, 64, 512),
-  ``latent`` (1024 ch), ``quantized`` (9 codebooks), ``decoder.conv0``, ``decoder.block0..3``.
+  ``bottleneck`` (1024 ch), ``quantizer`` (9 codebooks), ``decoder.conv0``, ``decoder.block0..3``.
 * Mimi: ``encoder.conv0``, ``encoder.block0..3`` (strides 4, 20, 120, 960),
   ``encoder.conv_last`` (25 Hz), ``encoder.transformer.layer0..7`` (causal,
-  250-frame window), ``latent`` (12.5 Hz), ``quantized`` (8 of 32 codebooks
+  250-frame window), ``bottleneck`` (12.5 Hz), ``quantizer`` (8 of 32 codebooks
   by default, as Moshi uses), ``decoder.upsample``,
   ``decoder.transformer.layer0..7``, ``decoder.conv0``, ``decoder.block0..3``.
-* wav2vec 2.0 / HuBERT: ``conv0..6`` (strides 5 ... 320, receptive field 400
-  samples at ``conv6``), ``projection`` (768 ch), ``layer0..11``. Input is
+* wav2vec 2.0 / HuBERT: ``encoder.conv0..6`` (strides 5 ... 320, receptive field 400
+  samples at ``encoder.conv6``), ``encoder.projection`` (768 ch), ``encoder.layer0..11``. Input is
   standardised per clip for wav2vec 2.0 (its published feature extractor), not for HuBERT.
-* Whisper: ``conv1`` (100 Hz), ``conv2`` (50 Hz), ``layer0..5``. Every clip is
+* Whisper: ``encoder.conv1`` (100 Hz), ``encoder.conv2`` (50 Hz), ``encoder.layer0..5``. Every clip is
   zero-padded to 30 s, as Whisper always is: frames past the audio see padding.
-* AST: ``patch_embed`` ``[B, 768, 12, 101]`` (frequency x time patches; a time
-  patch every 100 ms, each 16 frames = 2800 samples wide), ``layer0..11``
+* AST: ``encoder.patch_embed`` ``[B, 768, 12, 101]`` (frequency x time patches; a time
+  patch every 100 ms, each 16 frames = 2800 samples wide), ``encoder.layer0..11``
   ``[B, 768, 1214]``: tokens (class, distillation, then the patches
   frequency-major), so they have no stride. Clips are padded to 1024 frames (10.24 s).
 
@@ -356,13 +356,13 @@ def _build_encodec(hf: nn.Module, bandwidth: float = 6.0) -> HFModel:
     ratios, n_res, nf = list(cfg.upsampling_ratios), cfg.num_residual_layers, cfg.num_filters
     g = Geometry()
     enc, last = _seanet_encoder(hf.encoder.layers, len(ratios), n_res, True, g, lambda r: nf * 2 ** r)
-    enc.append((_site("latent", cfg.hidden_size, "bottleneck", g), last))
+    enc.append((_site("bottleneck", cfg.hidden_size, "bottleneck", g), last))
 
     def quantize(x: torch.Tensor) -> torch.Tensor:
         return _straight_through(x, hf.quantizer.decode(hf.quantizer.encode(x, bandwidth)))
 
     n_q = hf.quantizer.get_num_quantizers_for_bandwidth(bandwidth)
-    qsite = _site("quantized", cfg.hidden_size, "quantizer", g,
+    qsite = _site("quantizer", cfg.hidden_size, "quantizer", g,
                   notes={"codebooks": n_q, "codebook_size": cfg.codebook_size, "bandwidth_kbps": bandwidth})
     top = nf * 2 ** len(ratios)
     dec, head = _seanet_decoder(hf.decoder.layers, len(ratios), n_res, True, g, lambda r: top // 2 ** r)
@@ -383,7 +383,7 @@ def _build_dac(hf: nn.Module, n_quantizers: int | None = None) -> HFModel:
         stages.append((_site(f"encoder.block{i}", cfg.encoder_hidden_size * 2 ** (i + 1), "encoder", g),
                        _seq([block], f"block{i}")))
     g.module(e.conv2)
-    stages.append((_site("latent", cfg.hidden_size, "bottleneck", g), _seq([e.snake1, e.conv2], "conv_last")))
+    stages.append((_site("bottleneck", cfg.hidden_size, "bottleneck", g), _seq([e.snake1, e.conv2], "conv_last")))
     n_q = cfg.n_codebooks if n_quantizers is None else int(n_quantizers)
     if not 1 <= n_q <= cfg.n_codebooks:
         raise ConfigError(f"DAC n_quantizers must be between 1 and {cfg.n_codebooks}, got {n_quantizers}")
@@ -391,7 +391,7 @@ def _build_dac(hf: nn.Module, n_quantizers: int | None = None) -> HFModel:
     def quantize(x: torch.Tensor) -> torch.Tensor:
         return hf.quantizer(x, n_q)[0]  # the library's own straight-through RVQ
 
-    stages.append((_site("quantized", cfg.hidden_size, "quantizer", g,
+    stages.append((_site("quantizer", cfg.hidden_size, "quantizer", g,
                          notes={"codebooks": n_q, "codebook_size": cfg.codebook_size}), Step(quantize, "rvq")))
     d = hf.decoder
     g.module(d.conv1)
@@ -450,13 +450,13 @@ def _build_mimi(hf: nn.Module, num_quantizers: int = 8) -> HFModel:
     if enc.downsample is None:
         raise ConfigError("Mimi models without a downsampling layer are not supported")
     g.module(enc.downsample)
-    stages.append((_site("latent", cfg.hidden_size, "bottleneck", g), _seq([enc.downsample], "downsample")))
+    stages.append((_site("bottleneck", cfg.hidden_size, "bottleneck", g), _seq([enc.downsample], "downsample")))
 
     def quantize(x: torch.Tensor) -> torch.Tensor:
         codes = hf.quantizer.encode(x, num_quantizers).transpose(0, 1)
         return _straight_through(x, hf.quantizer.decode(codes))
 
-    stages.append((_site("quantized", cfg.hidden_size, "quantizer", g,
+    stages.append((_site("quantizer", cfg.hidden_size, "quantizer", g,
                          notes={"codebooks": num_quantizers, "codebook_size": cfg.codebook_size}),
                    Step(quantize, "split_rvq")))
     g.module(dec.upsample)
@@ -476,12 +476,12 @@ def _build_wav2vec2(hf: nn.Module, normalize: bool = False) -> HFModel:
     stages: list[tuple[Site, nn.Module]] = []
     for i, conv in enumerate(hf.feature_extractor.conv_layers):
         g.module(conv)
-        stages.append((_site(f"conv{i}", cfg.conv_dim[i], "encoder", g), _seq([conv], f"conv{i}")))
+        stages.append((_site(f"encoder.conv{i}", cfg.conv_dim[i], "encoder", g), _seq([conv], f"conv{i}")))
 
     def project(x: torch.Tensor) -> torch.Tensor:
         return _first(hf.feature_projection(x.transpose(1, 2))).transpose(1, 2)
 
-    stages.append((_site("projection", cfg.hidden_size, "encoder", g), Step(project, "feature_projection")))
+    stages.append((_site("encoder.projection", cfg.hidden_size, "encoder", g), Step(project, "feature_projection")))
     encoder = hf.encoder
     stable = bool(cfg.do_stable_layer_norm)
 
@@ -495,7 +495,7 @@ def _build_wav2vec2(hf: nn.Module, normalize: bool = False) -> HFModel:
     for i in range(len(encoder.layers)):
         step = _transformer_layer(encoder.layers, i, lambda layer, h: layer(h, attention_mask=None),
                                   embed if i == 0 else None)
-        stages.append((_site(f"layer{i}", cfg.hidden_size, "layer", g), step))
+        stages.append((_site(f"encoder.layer{i}", cfg.hidden_size, "encoder", g), step))
     head = Step(lambda x: encoder.layer_norm(x.transpose(1, 2)).transpose(1, 2), "layer_norm") if stable else None
     hop = int(np.prod(cfg.conv_stride))
     rf0 = stages[len(cfg.conv_kernel) - 1][0].receptive_field or 1  # one frame needs this many samples
@@ -510,10 +510,10 @@ def _build_whisper(encoder: nn.Module) -> HFModel:
     g = Geometry(stride=160, rf=400)
     stages: list[tuple[Site, nn.Module]] = []
     g.conv(3, 1)
-    stages.append((_site("conv1", cfg.d_model, "encoder", g, notes={"activation": "after GELU"}),
+    stages.append((_site("encoder.conv1", cfg.d_model, "encoder", g, notes={"activation": "after GELU"}),
                    Step(lambda x: F.gelu(encoder.conv1(x)), "conv1")))
     g.conv(3, 2)
-    stages.append((_site("conv2", cfg.d_model, "encoder", g, notes={"activation": "after GELU"}),
+    stages.append((_site("encoder.conv2", cfg.d_model, "encoder", g, notes={"activation": "after GELU"}),
                    Step(lambda x: F.gelu(encoder.conv2(x)), "conv2")))
 
     def embed(h: torch.Tensor) -> torch.Tensor:
@@ -526,7 +526,7 @@ def _build_whisper(encoder: nn.Module) -> HFModel:
     g.unbounded()
     for i in range(len(encoder.layers)):
         step = _transformer_layer(encoder.layers, i, lambda layer, h: layer(h, None), embed if i == 0 else None)
-        stages.append((_site(f"layer{i}", cfg.d_model, "layer", g), step))
+        stages.append((_site(f"encoder.layer{i}", cfg.d_model, "encoder", g), step))
     head = Step(lambda x: encoder.layer_norm(x.transpose(1, 2)).transpose(1, 2), "layer_norm")
     return HFModel(encoder, "whisper", 16000, "embedding", stages, head, mel, 16000 / 320, extra=mel)
 
@@ -538,7 +538,7 @@ def _build_ast(hf: nn.Module, mean: float = -4.2677393, std: float = 4.5689974) 
     n_f = (cfg.num_mel_bins - cfg.patch_size) // cfg.frequency_stride + 1
     n_t = (cfg.max_length - cfg.patch_size) // cfg.time_stride + 1
     g = Geometry(stride=160, rf=400).conv(cfg.patch_size, cfg.time_stride)
-    patch = _site("patch_embed", cfg.hidden_size, "encoder", g, layout="BCFT", freq_bins=n_f,
+    patch = _site("encoder.patch_embed", cfg.hidden_size, "encoder", g, layout="BCFT", freq_bins=n_f,
                   notes={"freq_axis": f"mel patches: {cfg.patch_size} bands wide, every {cfg.frequency_stride}",
                          "time_patches": n_t})
 
@@ -561,7 +561,8 @@ def _build_ast(hf: nn.Module, mean: float = -4.2677393, std: float = 4.5689974) 
             step = Step(first, "layer0")
         else:
             step = _transformer_layer(hf.layers, i, lambda layer, h: layer(h, None))
-        stages.append((Site(f"layer{i}", "BCT", cfg.hidden_size, role="layer", global_context=True, notes=notes),
+        stages.append((Site(f"encoder.layer{i}", "BCT", cfg.hidden_size, role="encoder", global_context=True,
+                            notes=notes),
                        step))
     head = Step(lambda x: hf.layernorm(x.transpose(1, 2)).transpose(1, 2), "layernorm")
     return HFModel(hf, "audio-spectrogram-transformer", 16000, "embedding", stages, head, fbank,

@@ -22,10 +22,10 @@ What is computed, frame by frame (10 ms hop, no temporal downsampling):
 
 Sites (all with ``stride`` = hop = 160 samples at 16 kHz)
 ---------------------------------------------------------
-* ``cqt``: ``BCFT`` ``[B, 1, 219, T]``, the encoder's input (natural-log power).
-* ``conv1``, ``prefilt1``, ``prefilt2``: ``BCFT`` ``[B, 40, 219, T]``.
-* ``pointwise1`` ... ``pointwise4``: ``BCFT`` ``[B, 30|30|10|3, 219, T]``.
-* ``output``: ``BCT`` ``[B, 384, T]``, the softmax pitch distribution (before the shift).
+* ``encoder.cqt``: ``BCFT`` ``[B, 1, 219, T]``, the encoder's input (natural-log power).
+* ``encoder.conv1``, ``encoder.prefilt1``, ``encoder.prefilt2``: ``BCFT`` ``[B, 40, 219, T]``.
+* ``encoder.pointwise1`` ... ``encoder.pointwise4``: ``BCFT`` ``[B, 30|30|10|3, 219, T]``.
+* ``head``: ``BCT`` ``[B, 384, T]``, the softmax pitch distribution (before the shift).
 
 The ``F`` axis is a true log-frequency axis: bin ``k`` is centred on
 ``notes["fmin_hz"] * 2 ** (k / 36)`` Hz. ``resume`` returns ``[B, 2, T]``:
@@ -43,6 +43,7 @@ classes (``pip install omegaconf``).
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import typing
 from pathlib import Path
@@ -53,11 +54,13 @@ import torch.nn.functional as F
 from scipy.signal import get_window
 from torch import nn
 
+from ontoscope.descriptors.validate import as_audio_batch
 from ontoscope.errors import AudioError, ConfigError
 from ontoscope.models.adapters._common import check_clips, freeze, package_file
 from ontoscope.models.protocol import Site, StagedModel
+from ontoscope.models.resample import prepare
 
-__all__ = ["PestoModel", "cqt_kernels", "load_pesto", "pesto_checkpoint", "read_checkpoint"]
+__all__ = ["PestoModel", "cqt_kernels", "load_pesto", "pesto_checkpoint", "pesto_f0_track", "read_checkpoint"]
 
 SAMPLE_RATE = 16000
 
@@ -239,22 +242,23 @@ class PestoModel(StagedModel):
             return {"fmin_hz": fmin_crop, "bins_per_octave": 12 * bps, "freq_rf_bins": rf_f, "hop": hop}
 
         stages: list[tuple[Site, nn.Module]] = []
-        stages.append((Site("cqt", "BCFT", 1, role="encoder", **common, notes=note(1)), nn.Identity()))
+        stages.append((Site("encoder.cqt", "BCFT", 1, role="encoder", **common, notes=note(1)), nn.Identity()))
         first = nn.Sequential(nn.LayerNorm([int(enc.get("n_chan_input", 1)), n_in]),
                               nn.Conv1d(1, chans[0], kernel, padding=kernel // 2), act())
         rf_f = kernel
-        stages.append((Site("conv1", "BCFT", chans[0], role="encoder", **common, notes=note(rf_f)), _FrameNet(first)))
+        stages.append((Site("encoder.conv1", "BCFT", chans[0], role="encoder", **common, notes=note(rf_f)),
+                       _FrameNet(first)))
         for i in range(int(enc["n_prefilt_layers"]) - 1):
             rf_f += kernel - 1
             layer = _Residual(nn.Sequential(nn.Conv1d(chans[0], chans[0], kernel, padding=kernel // 2), act()))
-            stages.append((Site(f"prefilt{i + 1}", "BCFT", chans[0], role="encoder", **common, notes=note(rf_f)),
-                           _FrameNet(layer)))
+            stages.append((Site(f"encoder.prefilt{i + 1}", "BCFT", chans[0], role="encoder", **common,
+                                notes=note(rf_f)), _FrameNet(layer)))
         for i in range(len(chans) - 1):
             layer = nn.Sequential(nn.Conv1d(chans[i], chans[i + 1], 1), act())
-            stages.append((Site(f"pointwise{i + 1}", "BCFT", chans[i + 1], role="encoder", **common,
+            stages.append((Site(f"encoder.pointwise{i + 1}", "BCFT", chans[i + 1], role="encoder", **common,
                                 notes=note(rf_f)), _FrameNet(layer)))
         n_out = int(enc["output_dim"])
-        head = Site("output", "BCT", n_out, role="head", stride=hop, receptive_field=rf_t,
+        head = Site("head", "BCT", n_out, role="head", stride=hop, receptive_field=rf_t,
                     notes={"units": f"softmax over {n_out} pitch bins, {bps} per semitone",
                            "place": {"dim": "channels", "start": 0, "stop": n_out, "cents_per_step": 100 / bps}})
         stages.append((head, _FrameNet(_Toeplitz(n_in * chans[-1], n_out))))
@@ -299,8 +303,8 @@ class PestoModel(StagedModel):
 
     def load_pesto_state(self, state: dict[str, torch.Tensor]) -> None:
         """Load the ``state_dict`` of a PESTO checkpoint (``encoder.*``, ``confidence.*``, ``shift``)."""
-        n_pre = sum(1 for s in self._sites if s.name.startswith("prefilt"))
-        n_pw = sum(1 for s in self._sites if s.name.startswith("pointwise"))
+        n_pre = sum(1 for s in self._sites if s.name.startswith("encoder.prefilt"))
+        n_pw = sum(1 for s in self._sites if s.name.startswith("encoder.pointwise"))
         mine = {"shift": state["shift"],
                 "confidence_conv.weight": state["confidence.conv.weight"],
                 "confidence_conv.bias": state["confidence.conv.bias"],
@@ -326,3 +330,65 @@ def load_pesto(checkpoint: str | Path | None = None, hop: int = 160) -> PestoMod
     model = PestoModel(ckpt["hparams"], ckpt["hcqt_params"], hop=hop)
     model.load_pesto_state(ckpt["state_dict"])
     return freeze(model)
+
+
+def pesto_f0_track(
+    audio: np.ndarray | torch.Tensor,
+    sr: int,
+    voicing_threshold: float = 0.5,
+    chunk: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Frame-wise f0 by PESTO, a pretrained neural pitch estimator (Riou et al. 2023).
+
+    The second f0 tracker of :func:`ontoscope.descriptors.measure`
+    (``measure(audio, sr, f0_method=pesto_f0_track)``; the descriptors sit below
+    the models, so the caller passes it in). The audio is resampled to PESTO's
+    16 kHz; the network's published ``mir-1k_g7`` weights ship inside the
+    ``pesto-pitch`` package and are loaded by :func:`load_pesto` (nothing is
+    downloaded). Frames every 10 ms, centred (frame ``t`` at
+    ``t * 0.01`` s). PESTO's pitch bins are a third of a semitone apart; its
+    weighted average around the peak interpolates between them. PESTO's voicing
+    confidence follows the level of the CQT, so every clip is first scaled to
+    -20 dBFS RMS (pitch does not depend on level; silence stays silent).
+
+    Parameters
+    ----------
+    audio : array or tensor, ``[N]`` or ``[B, N]``
+    sr : int
+        Sample rate, Hz (any: resampled to 16 kHz).
+    voicing_threshold : float
+        Frames whose PESTO confidence is below it are unvoiced (NaN).
+    chunk : int
+        Clips per forward pass.
+
+    Returns
+    -------
+    f0 : Tensor ``[B, T]`` float32, Hz, NaN where unvoiced
+    confidence : Tensor ``[B, T]``, PESTO's voicing confidence in [0, 1]
+    times : Tensor ``[T]`` float64, s
+
+    References
+    ----------
+    Riou, A., Lattner, S., Hadjeres, G., & Peeters, G. (2023). PESTO: Pitch
+    estimation with self-supervised transposition-equivariant objective. ISMIR.
+    """
+    x = as_audio_batch(audio, sr)
+    rms = x.double().pow(2).mean(-1, keepdim=True).sqrt()
+    x = (x * torch.where(rms > 1e-8, 0.1 / rms, torch.zeros_like(rms))).float()
+    model = _pesto_model()
+    f0s, confs = [], []
+    with torch.no_grad():
+        for s in range(0, x.shape[0], chunk):
+            a = prepare(x[s:s + chunk].float(), sr, model)
+            out = model(a)  # [B, 2, T]: f0 (Hz), peak probability
+            conf = model.voicing(a)
+            f0s.append(torch.where(conf >= voicing_threshold, out[:, 0], torch.full_like(out[:, 0], float("nan"))))
+            confs.append(conf)
+    f0, conf = torch.cat(f0s).cpu(), torch.cat(confs).cpu()
+    times = torch.arange(f0.shape[-1], dtype=torch.float64) * (model.cqt.hop / model.sample_rate)
+    return f0, conf, times
+
+
+@functools.lru_cache(maxsize=1)
+def _pesto_model() -> PestoModel:
+    return load_pesto()

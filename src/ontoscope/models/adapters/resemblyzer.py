@@ -18,12 +18,12 @@ What is computed, frame by frame (16 kHz, 10 ms hop):
 
 Sites (``stride`` = hop = 160 samples at 16 kHz, 100 frames/s; ``T = 1 + N // 160`` for ``N`` samples)
 -----------------------------------------------------------------------------------------------------
-* ``mel``: ``BCT`` ``[B, 40, T]``, mel power; frame ``t`` is centred on sample ``160 t`` and reads a
+* ``encoder.mel``: ``BCT`` ``[B, 40, T]``, mel power; frame ``t`` is centred on sample ``160 t`` and reads a
   receptive field of 400 samples (25 ms). ``notes["mel_hz"]`` holds the band centres.
-* ``lstm1``, ``lstm2``, ``lstm3``: ``BCT`` ``[B, 256, T]``, each layer's hidden state ``h_t``. The
-  receptive field is unbounded (the whole past: the recurrence carries every earlier frame); the frame
-  rate is the step rate, 100 steps/s.
-* ``embedding`` (head): ``BCT`` ``[B, 256, 1]``, ``ReLU(W h_T + b)`` of the last frame of ``lstm3``,
+* ``encoder.lstm1``, ``encoder.lstm2``, ``encoder.lstm3``: ``BCT`` ``[B, 256, T]``, each layer's hidden
+  state ``h_t``. The receptive field is unbounded (the whole past: the recurrence carries every earlier
+  frame); the frame rate is the step rate, 100 steps/s.
+* ``head.embedding``: ``BCT`` ``[B, 256, 1]``, ``ReLU(W h_T + b)`` of the last frame of ``encoder.lstm3``,
   before the L2 normalisation. One frame per clip: no stride, and it reads the whole clip.
 
 The model's output (``forward``, ``resume``) is the unit-norm embedding ``[B, 256]``: exactly the
@@ -135,16 +135,16 @@ class ResemblyzerModel(StagedModel):
                      else "none"}
         rnn = {"stride": HOP, "receptive_field": None, "global_context": True}
         stages: list[tuple[Site, nn.Module]] = [
-            (Site("mel", "BCT", N_MELS, role="encoder", stride=HOP, receptive_field=N_FFT, notes=mel_notes),
+            (Site("encoder.mel", "BCT", N_MELS, role="encoder", stride=HOP, receptive_field=N_FFT, notes=mel_notes),
              nn.Identity())]
         for i in range(LAYERS):
             notes = {"units": "LSTM hidden state h_t", "causal": True,
                      "receptive_field": "unbounded: the whole past, one step per 10 ms frame"}
-            stages.append((Site(f"lstm{i + 1}", "BCT", HIDDEN, role="encoder", **rnn, notes=notes),
+            stages.append((Site(f"encoder.lstm{i + 1}", "BCT", HIDDEN, role="encoder", **rnn, notes=notes),
                            _RecurrentLayer(N_MELS if i == 0 else HIDDEN)))
         head_notes = {"units": "ReLU(linear(h_T)) of lstm3's last frame, before L2 normalisation",
                       "frames": "one per clip"}
-        stages.append((Site("embedding", "BCT", EMBEDDING, role="head", stride=None, receptive_field=None,
+        stages.append((Site("head.embedding", "BCT", EMBEDDING, role="head", stride=None, receptive_field=None,
                             global_context=True, notes=head_notes), _Embed()))
         super().__init__(stages)
         self.mel = _MelPower()
@@ -199,7 +199,7 @@ class ResemblyzerModel(StagedModel):
 
         The (volume-normalised) clip is zero-padded to the end of its last partial, its mel spectrogram
         cut into 160-frame partials starting at :meth:`partial_starts`, each embedded by the network
-        (``mel`` site onwards), and the mean of the unit-norm partial embeddings L2-normalised. With
+        (``encoder.mel`` site onwards), and the mean of the unit-norm partial embeddings L2-normalised. With
         ``return_partials`` the partial embeddings ``[B, P, 256]`` come too.
         """
         check_clips(audio, min_samples=1, who="Resemblyzer", sample_rate=SAMPLE_RATE)
@@ -212,7 +212,7 @@ class ResemblyzerModel(StagedModel):
         mel = self.mel(audio)
         parts = torch.stack([mel[:, :, s:s + PARTIAL_FRAMES] for s in starts], dim=1)
         b, p = parts.shape[:2]
-        partial = self.resume(parts.reshape(b * p, N_MELS, PARTIAL_FRAMES), "mel").reshape(b, p, EMBEDDING)
+        partial = self.resume(parts.reshape(b * p, N_MELS, PARTIAL_FRAMES), "encoder.mel").reshape(b, p, EMBEDDING)
         embed = F.normalize(partial.mean(1), dim=1)
         return (embed, partial) if return_partials else embed
 

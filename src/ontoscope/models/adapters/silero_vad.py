@@ -40,21 +40,21 @@ sub-frame inside the chunk (time, not frequency; one step is
 ``notes["within_chunk_rf"]`` of them). Each chunk column sees its 576-sample
 window (``receptive_field`` = 576) and nothing else.
 
-* ``stft``: ``BCFT`` ``[B, 129, 4, T]``, STFT magnitude; channel ``k`` is the
+* ``encoder.stft``: ``BCFT`` ``[B, 129, 4, T]``, STFT magnitude; channel ``k`` is the
   bin at ``k * 62.5`` Hz, sub-frames 128 samples apart, 256 samples each.
-* ``conv1``: ``BCFT`` ``[B, 128, 4, T]`` (within-chunk stride 128, field 512).
-* ``conv2``: ``BCFT`` ``[B, 64, 2, T]`` (stride 256, field the whole window).
-* ``conv3``: ``BCFT`` ``[B, 64, 1, T]`` (stride 512, the whole window).
-* ``conv4``: ``BCFT`` ``[B, 128, 1, T]`` (the whole window).
-* ``lstm``: ``BCT`` ``[B, 128, T]``, the LSTM cell's hidden state ``h`` after
+* ``encoder.conv1``: ``BCFT`` ``[B, 128, 4, T]`` (within-chunk stride 128, field 512).
+* ``encoder.conv2``: ``BCFT`` ``[B, 64, 2, T]`` (stride 256, field the whole window).
+* ``encoder.conv3``: ``BCFT`` ``[B, 64, 1, T]`` (stride 512, the whole window).
+* ``encoder.conv4``: ``BCFT`` ``[B, 128, 1, T]`` (the whole window).
+* ``encoder.lstm``: ``BCT`` ``[B, 128, T]``, the LSTM cell's hidden state ``h`` after
   each chunk. The frame rate is the step rate, one step per chunk; the
   receptive field is unbounded: the whole past of the clip (causal, so no
   future samples). Editing it changes only the decoder's reading of that
   chunk; the recurrence inside the stage runs on the unedited state.
-* ``output``: ``BCT`` ``[B, 1, T]``, the speech probability per chunk
-  (whole past, like ``lstm``).
+* ``head``: ``BCT`` ``[B, 1, T]``, the speech probability per chunk
+  (whole past, like ``encoder.lstm``).
 
-``forward`` and ``resume`` return the ``output`` site's ``[B, 1, T]``
+``forward`` and ``resume`` return the ``head`` site's ``[B, 1, T]``
 probabilities. Only 16 kHz is supported (the package's 8 kHz model, with
 256-sample chunks, is not rebuilt); callers resample.
 
@@ -162,8 +162,8 @@ class _ChunkLSTM(nn.LSTMCell):
 class SileroVadModel(StagedModel):
     """Silero VAD (16 kHz) as an :class:`AudioModel`; see the module docstring for sites and outputs.
 
-    Sites ``stft``, ``conv1`` ... ``conv4``, ``lstm``, ``output``, one frame
-    per 512-sample chunk. ``output = "probability"``: ``resume`` and ``forward``
+    Sites ``encoder.stft``, ``encoder.conv1`` ... ``encoder.conv4``, ``encoder.lstm``, ``head``, one
+    frame per 512-sample chunk. ``output = "probability"``: ``resume`` and ``forward``
     return the speech probability ``[B, 1, ceil(N / 512)]``. Built with
     random weights; :func:`load_silero_vad` loads the packaged ones.
     """
@@ -174,7 +174,7 @@ class SileroVadModel(StagedModel):
     def __init__(self) -> None:
         common = {"stride": CHUNK, "receptive_field": WINDOW}
         stages: list[tuple[Site, nn.Module]] = [
-            (Site("stft", "BCFT", N_BINS, role="encoder", freq_bins=4, **common,
+            (Site("encoder.stft", "BCFT", N_BINS, role="encoder", freq_bins=4, **common,
                   notes=_chunk_note(HOP, N_FFT, {"bin_hz": SAMPLE_RATE / N_FFT, "n_fft": N_FFT, "stft_hop": HOP})),
              Step(self._stft, "reflect pad, STFT conv (256, hop 128), magnitude")),
         ]
@@ -183,15 +183,15 @@ class SileroVadModel(StagedModel):
             w_rf += 2 * w_stride
             w_stride *= s
             length = (length + 2 - 3) // s + 1
-            site = Site(f"conv{i + 1}", "BCFT", c_out, role="encoder", freq_bins=length, **common,
+            site = Site(f"encoder.conv{i + 1}", "BCFT", c_out, role="encoder", freq_bins=length, **common,
                         notes=_chunk_note(w_stride, w_rf))
             label = f"conv{i + 1} ({c_in} -> {c_out}, stride {s}), ReLU"
             stages.append((site, Step(functools.partial(self._conv, i), label)))
         recurrent = {"stride": CHUNK, "receptive_field": None, "global_context": True}
-        stages.append((Site("lstm", "BCT", HIDDEN, role="encoder", **recurrent,
+        stages.append((Site("encoder.lstm", "BCT", HIDDEN, role="encoder", **recurrent,
                             notes={"causal": True, "state": "LSTM hidden state h after each chunk", "chunk": CHUNK}),
                        Step(self._lstm, "LSTM cell over chunks")))
-        stages.append((Site("output", "BCT", 1, role="head", **recurrent,
+        stages.append((Site("head", "BCT", 1, role="head", **recurrent,
                             notes={"units": "speech probability per 512-sample chunk", "causal": True,
                                    "chunk": CHUNK}),
                        Step(self._decode, "ReLU, 1x1 conv, sigmoid")))
