@@ -71,7 +71,7 @@ def run(batch: int = 64) -> list[dict]:
         ours_f = best_of(lambda: f0_track(audio, sr))
         ref_f = best_of(lambda: librosa.yin(y, **kw))
         yin_clip = np.median(librosa.yin(y, **kw), axis=-1)
-    ours_clip = clip_f0(f0_track(audio, sr)).numpy()
+    ours_clip = clip_f0(f0_track(audio, sr)).value.numpy()
     rows.append({"benchmark": f"f0 track vs librosa.yin, {batch} clips", "ours_s": ours_f,
                  "reference_s": ref_f, "speedup": ref_f / ours_f,
                  "agreement": f"median {_cents(ours_clip, yin_clip):.1f} cents "
@@ -87,7 +87,7 @@ def run(batch: int = 64) -> list[dict]:
         ours_p = best_of(lambda: f0_track(aa, sr))
         ref_p = best_of(lambda: librosa.pyin(ya, **pkw), repeat=1)
         pyin_clip = np.nanmedian(librosa.pyin(ya, **pkw)[0], axis=-1)
-    ours_sub = clip_f0(f0_track(aa, sr)).numpy()
+    ours_sub = clip_f0(f0_track(aa, sr)).value.numpy()
     rows.append({"benchmark": f"f0 track vs librosa.pyin, {sub} clips", "ours_s": ours_p,
                  "reference_s": ref_p, "speedup": ref_p / ours_p,
                  "agreement": f"median {_cents(ours_sub, pyin_clip):.1f} cents "

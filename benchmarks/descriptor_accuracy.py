@@ -122,7 +122,8 @@ def references(seed: int = 5) -> pd.DataFrame:
     v = FactorSpace.create(["f0", "loudness", "vibrato_rate", "vibrato_depth"],
                            ranges={"vibrato_depth": (30.0, 100.0)}).sample(48, seed=seed)
     xv = render(v, sr=SR, seconds=1.0)
-    f0, _, times = f0_track(xv, SR)
+    track = f0_track(xv, SR)
+    f0, times = track.value, track.times
     algo = es.Vibrato(sampleRate=1.0 / float(times[1] - times[0]), minFrequency=2.5, maxFrequency=10.0,
                       minExtend=40.0, maxExtend=250.0)
     theirs = []

@@ -115,7 +115,8 @@ def run_model(ref: str, audio: np.ndarray, threshold: float) -> Result:
 def run_descriptor(audio: np.ndarray) -> Result:
     """Readouts of ontoscope's f0 descriptor with its default settings (its voicing: NaN where unvoiced)."""
     start = time.perf_counter()
-    f0, _, times = f0_track(audio, BENCHMARK_SR)
+    track = f0_track(audio, BENCHMARK_SR)
+    f0, times = track.value, track.times
     frame_rate = 1.0 / float(times[1] - times[0])
     readouts = score_curves(f0, torch.isfinite(f0), frame_rate)
     return Result(readouts, readouts, frame_rate, time.perf_counter() - start)

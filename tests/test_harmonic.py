@@ -5,8 +5,8 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
+from ontoscope.descriptors.estimate import Estimate
 from ontoscope.descriptors.harmonic import (
-    Estimate,
     brightness,
     harmonic_summary,
     hnr,
@@ -118,13 +118,19 @@ def test_odd_even_trend_matches_essentia():
 def test_given_track_and_single_functions_agree(random_set):
     table, x, out = random_set
     x = x[:8]
-    track, _, _ = f0_track(x, SR)
+    track = f0_track(x, SR)
     given = harmonic_summary(x, SR, track)
     for key in ("brightness", "odd_even", "hnr"):
         np.testing.assert_allclose(given[key].value.numpy(), out[key].value[:8].numpy(), atol=0.3,
                                    err_msg=key)
+    # the track's Estimate or its value: the same
+    np.testing.assert_array_equal(harmonic_summary(x, SR, track.value)["hnr"].value.numpy(),
+                                  given["hnr"].value.numpy())
     single = brightness(x, SR)
     assert isinstance(single, Estimate) and single.value.shape == (8,) and len(single.reason) == 8
+    assert single.unit == "dB/octave"
+    assert {k: e.unit for k, e in out.items()} == {"brightness": "dB/octave", "odd_even": "dB",
+                                                  "inharmonicity": "ratio", "hnr": "dB", "n_partials": "count"}
     # the same analysis; FFT lengths (and so rounding) follow the batch
     np.testing.assert_allclose(single.value.numpy(), out["brightness"].value[:8].numpy(), atol=0.1)
 
@@ -139,7 +145,7 @@ def test_reasons_for_missing_values():
     out = harmonic_summary(audio, SR)
     for key in ("brightness", "odd_even", "inharmonicity", "hnr"):
         assert torch.isnan(out[key].value[:2]).all()
-        assert out[key].reason[:2] == ["unvoiced", "unvoiced"]
+        assert out[key].reason[:2] == ("unvoiced", "unvoiced")
     assert torch.isnan(out["brightness"].value[2]) and "too few partials" in out["brightness"].reason[2]
     assert torch.isnan(out["inharmonicity"].value[2]) and "too few" in out["inharmonicity"].reason[2]
     assert out["hnr"].value[2] > 60 and out["hnr"].reason[2] == ""

@@ -1,11 +1,16 @@
 """measure(): the whole descriptor set, round-tripped through the synthesizer, with reasons for what is undefined."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from ontoscope.descriptors import FACTOR_COLUMNS, SPECTRAL_COLUMNS, measure
 from ontoscope.descriptors.accuracy import CRITERIA, Criterion, round_trip_errors
+from ontoscope.descriptors.estimate import Estimate
+from ontoscope.descriptors.pitch import f0_track
 from ontoscope.errors import AudioError, ConfigError, OntoscopeError, SampleRateError
 from ontoscope.models.adapters.pesto import pesto_f0_track
 from ontoscope.stimuli import FactorSpace, render
@@ -91,6 +96,38 @@ def test_same_input_same_result_and_chunks_change_little(round_trip):
     assert (1200 * np.abs(np.log2(m["f0"] / whole["f0"]))).max() < 2.0
     np.testing.assert_allclose(m["loudness"], whole["loudness"], atol=1e-4)
     np.testing.assert_allclose(m["centroid"], whole["centroid"], rtol=1e-4)
+
+
+def test_a_tracker_returns_an_estimate_or_a_triple():
+    """An f0 tracker may return the Estimate f0_track does, or (f0, confidence, times): the same table."""
+    table = FactorSpace.create(["f0", "loudness", "vibrato_rate", "vibrato_depth"]).sample(3, seed=1)
+    audio = render(table, sr=SR, seconds=1.0)
+
+    def as_triple(x, sr):
+        track = f0_track(x, sr)
+        return track.value, track.confidence, track.times
+
+    yin = measure(audio, SR)
+    pd.testing.assert_frame_equal(measure(audio, SR, f0_method=f0_track), yin)
+    pd.testing.assert_frame_equal(measure(audio, SR, f0_method=as_triple), yin)
+
+    def no_times(x, sr):
+        return dataclasses.replace(f0_track(x, sr), times=None)
+
+    with pytest.raises(ConfigError, match="frame times"):
+        measure(audio, SR, f0_method=no_times)
+
+
+def test_the_estimate_type():
+    e = Estimate(torch.tensor([1.0, float("nan")]), "Hz", ["", "unvoiced"])
+    assert e.reason == ("", "unvoiced") and len(e) == 2
+    assert e.to(torch.float64).value.dtype == torch.float64 and e.to(torch.float64).reason == e.reason
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        e.unit = "cents"
+    with pytest.raises(ValueError, match="reasons"):
+        Estimate(torch.zeros(3), "Hz", ("",) * 2)
+    with pytest.raises(TypeError):
+        Estimate(torch.zeros(1), "Hz", (None,))
 
 
 @pytest.mark.slow

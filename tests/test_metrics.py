@@ -268,9 +268,6 @@ def test_fast_mode_is_close_to_reference():
 
 
 def test_estimator_settings_of_each_mode(monkeypatch):
-    import sklearn.ensemble
-    import sklearn.svm
-
     seen = []
 
     class SVC(LinearSVC):
@@ -283,8 +280,8 @@ def test_estimator_settings_of_each_mode(monkeypatch):
             seen.append(("gbt", self.n_estimators, self.learning_rate, self.max_depth))
             return super().fit(x, y)
 
-    monkeypatch.setattr(sklearn.svm, "LinearSVC", SVC)
-    monkeypatch.setattr(sklearn.ensemble, "GradientBoostingClassifier", GBT)
+    monkeypatch.setattr(metrics, "LinearSVC", SVC)
+    monkeypatch.setattr(metrics, "GradientBoostingClassifier", GBT)
     y = _random_factors(n=60, k=1, levels=2)
     z = y + 0.1
     sap(z, y, mode="reference")

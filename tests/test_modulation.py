@@ -13,6 +13,7 @@ from ontoscope.descriptors.modulation import (
     vibrato,
     vibrato_descriptors,
 )
+from ontoscope.descriptors.pitch import f0_track
 from ontoscope.errors import AudioError, ConfigError
 from ontoscope.stimuli.factors import FactorSpace
 from ontoscope.stimuli.synth import render
@@ -100,10 +101,13 @@ def test_vibrato_on_synthetic_f0_tracks(rng):
     octave = rng.random(track.shape) < 0.02
     track[octave] *= 2  # tracker octave errors
     v = vibrato(track, t)
-    assert all(r is None for r in v.reason)
-    assert np.median(np.abs(v.rate.numpy() - rate)) < 0.02
-    assert np.median(np.abs(v.depth.numpy() - depth) / depth) < 0.02
-    assert np.median(np.abs(1200 * np.log2(v.centre.numpy() / f0))) < 1.0
+    assert set(v) == {"vibrato_rate", "vibrato_depth", "vibrato_centre", "vibrato_r2"}
+    assert {k: e.unit for k, e in v.items()} == {"vibrato_rate": "Hz", "vibrato_depth": "cents",
+                                                "vibrato_centre": "Hz", "vibrato_r2": "ratio"}
+    assert all(r == "" for e in v.values() for r in e.reason)
+    assert np.median(np.abs(v["vibrato_rate"].value.numpy() - rate)) < 0.02
+    assert np.median(np.abs(v["vibrato_depth"].value.numpy() - depth) / depth) < 0.02
+    assert np.median(np.abs(1200 * np.log2(v["vibrato_centre"].value.numpy() / f0))) < 1.0
 
 
 def test_vibrato_absent_and_unusable():
@@ -114,35 +118,40 @@ def test_vibrato_absent_and_unusable():
     short = np.full((1, 200), np.nan)
     short[0, :10] = 220.0
     v = vibrato(np.concatenate([flat, unvoiced, short]), t)
-    assert v.reason == [NO_MODULATION] * 3 + [TOO_FEW_FRAMES] * 2
-    assert np.isnan(v.rate.numpy()).all()
-    assert np.isfinite(v.depth.numpy()[:3]).all() and (v.depth.numpy()[:3] < 3).all()
-    assert np.isnan(v.depth.numpy()[3:]).all()
+    assert v["vibrato_rate"].reason == (NO_MODULATION,) * 3 + (TOO_FEW_FRAMES,) * 2
+    assert np.isnan(v["vibrato_rate"].value.numpy()).all()
+    depth = v["vibrato_depth"].value.numpy()
+    assert np.isfinite(depth[:3]).all() and (depth[:3] < 3).all()
+    assert np.isnan(depth[3:]).all()
+    assert v["vibrato_depth"].reason == ("",) * 3 + (TOO_FEW_FRAMES,) * 2
     d = vibrato_descriptors(np.concatenate([flat, unvoiced]), t)
-    assert set(d) == {"vibrato_rate", "vibrato_depth", "reasons"}
-    assert d["reasons"]["vibrato_rate"] == [NO_MODULATION] * 3 + [TOO_FEW_FRAMES]
-    assert d["reasons"]["vibrato_depth"] == [None] * 3 + [TOO_FEW_FRAMES]
-    assert d["vibrato_rate"].dtype == torch.float32
+    assert set(d) == {"vibrato_rate", "vibrato_depth"}
+    assert d["vibrato_rate"].reason == (NO_MODULATION,) * 3 + (TOO_FEW_FRAMES,)
+    assert d["vibrato_depth"].reason == ("",) * 3 + (TOO_FEW_FRAMES,)
+    assert d["vibrato_rate"].value.dtype == torch.float32
+    with pytest.raises(ConfigError, match="frame times"):
+        vibrato(flat)  # a bare track needs its times
 
 
 @pytest.fixture(scope="module")
 def rendered_vibrato():
-    from ontoscope.descriptors.pitch import f0_track
-
     table = FactorSpace.create().sample(96, seed=11)
     audio = render(table, SR, 1.0)
-    f0, _, times = f0_track(audio, SR)
-    return table, f0, times
+    track = f0_track(audio, SR)
+    return table, track.value, track.times, track
 
 
 def test_vibrato_round_trip(rendered_vibrato):
     """Canon stimuli (every factor random), f0 tracked from the audio: the accuracy targets."""
-    table, f0, times = rendered_vibrato
+    table, f0, times, track = rendered_vibrato
     v = vibrato(f0, times)
+    # the track's Estimate carries its times
+    by_estimate = vibrato(track)
+    np.testing.assert_array_equal(by_estimate["vibrato_rate"].value.numpy(), v["vibrato_rate"].value.numpy())
     deep = table["vibrato_depth"].to_numpy() >= 20
     assert deep.sum() >= 60
-    rate_err = np.abs(v.rate.numpy() - table["vibrato_rate"].to_numpy())[deep]
-    depth_err = (np.abs(v.depth.numpy() - table["vibrato_depth"].to_numpy())
+    rate_err = np.abs(v["vibrato_rate"].value.numpy() - table["vibrato_rate"].to_numpy())[deep]
+    depth_err = (np.abs(v["vibrato_depth"].value.numpy() - table["vibrato_depth"].to_numpy())
                  / table["vibrato_depth"].to_numpy())[deep]
     assert np.isfinite(rate_err).mean() >= 0.9
     assert np.nanmedian(rate_err) <= 0.3
@@ -157,7 +166,7 @@ def test_vibrato_agrees_with_essentia(rendered_vibrato):
     essentia's extent is peak to peak; both see the rate the same way.
     """
     es = pytest.importorskip("essentia.standard")
-    table, f0, times = rendered_vibrato
+    table, f0, times, _ = rendered_vibrato
     frame_rate = 1.0 / float(times[1] - times[0])
     algo = es.Vibrato(sampleRate=frame_rate, minFrequency=2.5, maxFrequency=10.0,
                       minExtend=40.0, maxExtend=250.0)
@@ -166,7 +175,7 @@ def test_vibrato_agrees_with_essentia(rendered_vibrato):
         freq, _ = algo(np.nan_to_num(track, nan=0.0).astype(np.float32))
         theirs.append(np.median(freq[freq > 0]) if (freq > 0).any() else np.nan)
     theirs = np.asarray(theirs)
-    ours = vibrato(f0, times).rate.numpy()
+    ours = vibrato(f0, times)["vibrato_rate"].value.numpy()
     both = np.isfinite(theirs) & np.isfinite(ours) & (table["vibrato_depth"].to_numpy() >= 30)
     assert both.sum() >= 30
     assert np.median(np.abs(theirs - ours)[both]) < 0.2

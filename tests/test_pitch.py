@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from ontoscope.descriptors.estimate import Estimate
 from ontoscope.descriptors.pitch import clip_f0, f0_track
 from ontoscope.errors import AudioError, ConfigError, SampleRateError
 from ontoscope.stimuli.factors import FACTOR_NAMES, FactorSpace
@@ -29,15 +30,20 @@ def test_bright_clean_tones_to_a_hundredth_of_a_cent():
     f0 = np.array([110.0, 151.3, 233.1, 440.0, 612.7, 880.0, 1500.0])
     table = {"f0": f0, "seed": np.arange(7), "brightness": np.full(7, -3.0), "attack": np.full(7, 0.005)}
     x = render(table, SR, 1.0)
-    track, periodicity, times = f0_track(x, SR)
+    est = f0_track(x, SR)
+    assert isinstance(est, Estimate) and est.unit == "Hz" and est.reason == ("",) * 7
+    track, periodicity, times = est.value, est.confidence, est.times
     assert track.shape == periodicity.shape == (7, 200) and times.shape == (200,)
     assert times[1] == pytest.approx(0.005)
     err = _cents(track.numpy(), f0[:, None])[:, 4:-4]  # skip the attack and the fade
     assert np.abs(err).max() < 0.1
-    assert np.abs(_cents(clip_f0(track).numpy(), f0)).max() < 0.01
+    clip = clip_f0(est)
+    assert isinstance(clip, Estimate) and clip.unit == "Hz" and clip.reason == ("",) * 7
+    assert np.abs(_cents(clip.value.numpy(), f0)).max() < 0.01
+    assert torch.equal(clip_f0(track).value, clip.value)
     assert (periodicity[:, 4:-4] > 0.99).all()
     # YIN's parabolic interpolation alone is off by cents at high f0: the refinement matters
-    raw, _, _ = f0_track(x, SR, refine=False, harmonic_correction=False)
+    raw = f0_track(x, SR, refine=False, harmonic_correction=False).value
     assert np.abs(_cents(raw.numpy()[5:, 4:-4], f0[5:, None])).max() > 1.0
 
 
@@ -49,7 +55,7 @@ def test_random_stimuli_without_vibrato(steady):
     period, not at the period.
     """
     table, x = steady
-    err = np.abs(_cents(clip_f0(f0_track(x, SR)[0]).numpy(), table["f0"]))
+    err = np.abs(_cents(clip_f0(f0_track(x, SR)).value.numpy(), table["f0"]))
     assert np.isnan(err).mean() <= 0.02
     assert np.nanmedian(err) < 1.0
     assert np.nanpercentile(err, 95) < 5.0
@@ -59,8 +65,8 @@ def test_harmonic_correction_removes_the_beating_bias():
     table = FactorSpace.create(["f0", "beat_depth", "beat_rate"], ranges={"beat_depth": (0.6, 1.0)}
                                ).sample(32, seed=4)
     x = render(table, SR, 1.0)
-    raw = np.abs(_cents(clip_f0(f0_track(x, SR, harmonic_correction=False)[0]).numpy(), table["f0"]))
-    fixed = np.abs(_cents(clip_f0(f0_track(x, SR)[0]).numpy(), table["f0"]))
+    raw = np.abs(_cents(clip_f0(f0_track(x, SR, harmonic_correction=False)).value.numpy(), table["f0"]))
+    fixed = np.abs(_cents(clip_f0(f0_track(x, SR)).value.numpy(), table["f0"]))
     assert np.median(raw) > 3.0  # any short-window period estimate is pulled towards the copies
     assert np.median(fixed) < 0.5 and fixed.max() < 5.0
 
@@ -73,8 +79,8 @@ def test_track_follows_vibrato():
              "noise": rng.uniform(20, 40, n)}
     x = render(table, SR, 1.0)
     phase0 = Nuisance.from_seeds(table["seed"], SR).vibrato_phase.numpy()
-    track, _, times = f0_track(x, SR)
-    t = times.numpy()
+    est = f0_track(x, SR)
+    track, t = est.value, est.times.numpy()
     for i in range(n):
         cents = 1200 * np.log2(track[i].numpy() / table["f0"][i])
         ok = np.isfinite(cents) & (t > 0.05) & (t < 0.95)
@@ -95,7 +101,7 @@ def test_agrees_with_pyin():
     names = [f for f in NO_VIBRATO if f not in ("beat_depth", "beat_rate")]
     table = FactorSpace.create(names).sample(10, seed=7)
     x = render(table, SR, 1.0)
-    ours = clip_f0(f0_track(x, SR)[0]).numpy()
+    ours = clip_f0(f0_track(x, SR)).value.numpy()
     ref = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -111,7 +117,7 @@ def test_agrees_with_pyin():
 def test_agrees_with_librosa_yin_on_clean_tones():
     f0 = np.array([130.0, 261.6, 523.3])
     x = render({"f0": f0, "seed": np.arange(3), "brightness": np.full(3, -9.0)}, SR, 1.0)
-    ours = clip_f0(f0_track(x, SR)[0]).numpy()
+    ours = clip_f0(f0_track(x, SR)).value.numpy()
     ref = np.median(librosa.yin(x.numpy(), fmin=50, fmax=2000, sr=SR, frame_length=1024,
                                 hop_length=160), -1)
     assert np.abs(_cents(ours, ref)).max() < 10.0
@@ -120,25 +126,29 @@ def test_agrees_with_librosa_yin_on_clean_tones():
 def test_unvoiced_and_silent_clips():
     rng = np.random.default_rng(2)
     noise = (0.1 * rng.standard_normal((3, SR))).astype(np.float32)
-    track, periodicity, _ = f0_track(noise, SR)
-    assert torch.isnan(clip_f0(track)).all()
-    assert torch.isnan(track).float().mean() > 0.8
+    est = f0_track(noise, SR)
+    clip = clip_f0(est)
+    assert torch.isnan(clip.value).all() and clip.reason == ("unvoiced",) * 3
+    assert torch.isnan(est.value).float().mean() > 0.8
     silent = np.zeros((2, SR), np.float32)
-    track, periodicity, _ = f0_track(silent, SR)
-    assert torch.isnan(track).all() and (periodicity == 0).all()
+    est = f0_track(silent, SR)
+    assert torch.isnan(est.value).all() and (est.confidence == 0).all()
+    assert est.reason == ("unvoiced", "unvoiced")  # no voiced frame at all
     # a clip voiced for a fifth of its frames has no clip f0 at the default threshold
     t = np.arange(SR) / SR
     part = np.where(t < 0.2, np.sin(2 * np.pi * 300 * t), 0.0).astype(np.float32)
-    track, _, _ = f0_track(part, SR)
-    assert torch.isnan(clip_f0(track)).all()
-    assert float(clip_f0(track, min_voiced=0.1)[0]) == pytest.approx(300.0, rel=1e-3)
+    est = f0_track(part, SR)
+    assert est.reason == ("",)  # some frames are voiced
+    assert torch.isnan(clip_f0(est).value).all() and clip_f0(est).reason == ("unvoiced",)
+    short = clip_f0(est, min_voiced=0.1)
+    assert float(short.value[0]) == pytest.approx(300.0, rel=1e-3) and short.reason == ("",)
 
 
 def test_other_sample_rates():
     f0 = np.array([110.0, 440.0, 1000.0])
     for sr in (8000, 22050, 48000):
         x = render({"f0": f0, "seed": np.arange(3)}, sr, 0.5)
-        err = _cents(clip_f0(f0_track(x, sr, fmax=min(2000.0, sr / 2 - 1))[0]).numpy(), f0)
+        err = _cents(clip_f0(f0_track(x, sr, fmax=min(2000.0, sr / 2 - 1))).value.numpy(), f0)
         assert np.abs(err).max() < 0.1, sr
 
 

@@ -83,7 +83,7 @@ def test_sinusoid_has_known_values():
     assert frames["spread"][0, inner].max() < 50.0
     assert abs(float(frames["rms"][0, 5]) - 0.5 / np.sqrt(2)) < 1e-3
     noise = np.random.default_rng(0).standard_normal(sr).astype(np.float32)
-    assert float(spectral_summary(noise, sr)["flatness"][0]) > 0.5
+    assert float(spectral_summary(noise, sr)["flatness"].value[0]) > 0.5
 
 
 def test_summary_is_the_frame_mean_and_skips_silence(clips):
@@ -96,12 +96,13 @@ def test_summary_is_the_frame_mean_and_skips_silence(clips):
     assert not sounding[-1].all()  # the clip with a gap has silent frames
     for key in ("centroid", "spread", "flatness", "rolloff"):
         expect = np.array([ref[key][i][sounding[i]].mean() for i in range(len(y))])
-        np.testing.assert_allclose(summary[key].numpy(), expect, rtol=1e-2, err_msg=key)
-    np.testing.assert_allclose(summary["rms"].numpy(), ref["rms"].mean(-1), rtol=1e-2)
+        np.testing.assert_allclose(summary[key].value.numpy(), expect, rtol=1e-2, err_msg=key)
+        assert summary[key].reason == ("",) * len(y)
+    np.testing.assert_allclose(summary["rms"].value.numpy(), ref["rms"].mean(-1), rtol=1e-2)
     silent = spectral_summary(np.zeros((2, 8000), np.float32), sr)
     for key in ("centroid", "spread", "flatness", "rolloff"):
-        assert torch.isnan(silent[key]).all()
-    assert (silent["rms"] == 0).all()
+        assert torch.isnan(silent[key].value).all() and silent[key].reason == ("silent", "silent")
+    assert (silent["rms"].value == 0).all() and silent["rms"].reason == ("", "")
     # librosa's conventions for a silent frame
     frame = spectral_features(np.zeros(4096, np.float32), sr)
     assert float(frame["centroid"][0, 0]) == 0 and float(frame["flatness"][0, 0]) == pytest.approx(1.0)
@@ -110,7 +111,9 @@ def test_summary_is_the_frame_mean_and_skips_silence(clips):
 def test_shapes_and_input_types():
     x = np.random.default_rng(0).standard_normal(5000).astype(np.float32)
     s = spectral_summary(x, 16000)
-    assert all(v.shape == (1,) for v in s.values())
+    assert all(v.value.shape == (1,) and v.value.dtype == torch.float32 for v in s.values())
+    assert {k: v.unit for k, v in s.items()} == {"centroid": "Hz", "spread": "Hz", "flatness": "ratio",
+                                                "rolloff": "Hz", "rms": "FS"}
     f = spectral_features(torch.from_numpy(x).double(), 16000, 1024, 256)
     assert f["centroid"].shape == (1, 1 + 5000 // 256) and f["centroid"].dtype == torch.float32
 

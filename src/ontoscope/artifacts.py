@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -92,10 +93,14 @@ def _jsonable(obj: Any) -> Any:
 
 
 def save_figure(path: str | os.PathLike, fig: Any, dpi: int = 110) -> Path:
-    """Write a matplotlib figure as PNG, atomically, and close it."""
-    import matplotlib.pyplot as plt
+    """Write a matplotlib figure as PNG, atomically, and close it.
 
+    A ``matplotlib.figure.Figure`` made without pyplot (as ontoscope's figures are) needs no closing; one made
+    by pyplot is closed there, pyplot being loaded by then (so this module never imports matplotlib).
+    """
     try:
         return write_atomic(path, lambda p: fig.savefig(p, format="png", dpi=dpi, bbox_inches="tight"))
     finally:
-        plt.close(fig)
+        pyplot = sys.modules.get("matplotlib.pyplot")
+        if pyplot is not None:
+            pyplot.close(fig)

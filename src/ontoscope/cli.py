@@ -9,8 +9,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import click
 import typer
+import yaml
 from rich.console import Console
+from rich.table import Table
 
 from ontoscope.errors import ConfigError, OntoscopeError
 
@@ -55,8 +58,9 @@ def stimuli(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a different set at OUT."),
 ) -> None:
     """Make a stimulus set: synthesized tones whose factors are known exactly, or recorded instruments."""
-    from ontoscope.descriptors.renders import SOURCES, render_stimuli
-    from ontoscope.stimuli.factors import FactorSpace
+    # lazy: keeps the command line fast
+    from ontoscope.descriptors.renders import SOURCES, render_stimuli  # noqa: PLC0415
+    from ontoscope.stimuli.factors import FactorSpace  # noqa: PLC0415  # lazy: keeps the command line fast
 
     if source not in SOURCES:
         raise ConfigError(f"unknown --source {source!r}; use {' or '.join(SOURCES)}")
@@ -64,7 +68,8 @@ def stimuli(
         raise ConfigError("--bank and --programs need --source soundfont")
     names = _names(factors)
     if source == "soundfont" and names is None:
-        from ontoscope.stimuli.soundfont_set import DEFAULT_FACTORS
+        # lazy: keeps the command line fast
+        from ontoscope.stimuli.soundfont_set import DEFAULT_FACTORS  # noqa: PLC0415
 
         names = list(DEFAULT_FACTORS)
     space = FactorSpace.create(names)
@@ -94,13 +99,12 @@ def measure(
     fmax: float = typer.Option(2000.0, "--fmax", help="Highest f0 searched, Hz."),
 ) -> None:
     """Measure every factor (and the standard spectral descriptors) from audio."""
-    from ontoscope.descriptors.files import measure_path
+    from ontoscope.artifacts import save_table  # noqa: PLC0415  # lazy: keeps the command line fast
+    from ontoscope.descriptors.files import measure_path  # noqa: PLC0415  # lazy: keeps the command line fast
 
     if table_out.suffix.lower() not in (".parquet", ".csv"):
         raise ConfigError(f"--out {table_out}: use a .parquet or .csv file name")
     table, bad = measure_path(path, fmin=fmin, fmax=fmax)
-    from ontoscope.artifacts import save_table
-
     save_table(table_out, table)
     out.print(f"{len(table) - len(bad)} clips measured -> {table_out}")
     for name, why in bad:
@@ -117,12 +121,10 @@ def train(
     seed: int = typer.Option(None, "--seed", help="Seed of initialisation and batches."),
 ) -> None:
     """Train a model of the family on a stimulus set; checkpoints are safetensors plus a JSON card."""
-    import yaml
-
-    from ontoscope.models.spec import load_spec
-    from ontoscope.models.train import parse_config
-    from ontoscope.models.train import train as train_model
-    from ontoscope.stimuli.dataset import StimulusSet
+    from ontoscope.models.spec import load_spec  # noqa: PLC0415  # lazy: keeps the command line fast
+    from ontoscope.models.train import parse_config  # noqa: PLC0415  # lazy: keeps the command line fast
+    from ontoscope.models.train import train as train_model  # noqa: PLC0415  # lazy: keeps the command line fast
+    from ontoscope.stimuli.dataset import StimulusSet  # noqa: PLC0415  # lazy: keeps the command line fast
 
     spec = load_spec(spec_path)
     cfg: dict = {}
@@ -145,8 +147,8 @@ def train(
 @app.command("models")
 def list_models_cmd() -> None:
     """List the model families and the references of real models."""
-    from ontoscope.models.registry import list_models
-    from ontoscope.models.spec import FAMILIES
+    from ontoscope.models.registry import list_models  # noqa: PLC0415  # lazy: keeps the command line fast
+    from ontoscope.models.spec import FAMILIES  # noqa: PLC0415  # lazy: keeps the command line fast
 
     rows = [(f"family {name}", (cls.__doc__ or "").strip().splitlines()[0]) for name, cls in FAMILIES.items()]
     for ref, text in rows + [r for r in list_models() if not r[0].startswith("family")]:
@@ -174,7 +176,7 @@ def analyze(
                               "depend on) or all."),
 ) -> None:
     """Latent ontology: what a model's operators allow at every site, with the numbers and reasons."""
-    from ontoscope.operators.cli import analyze_command
+    from ontoscope.operators.cli import analyze_command  # noqa: PLC0415  # lazy: keeps the command line fast
 
     site_list = None if sites is None else [s.strip() for s in sites.split(",") if s.strip()]
     if sites is not None and not site_list:
@@ -205,7 +207,7 @@ def probe(
     seed: int = typer.Option(0, "--seed", help="Seed of random weights, splits and probes."),
 ) -> None:
     """Operational ontology: probe what every site encodes; with --interventions, what controls it."""
-    from ontoscope.probing.cli import probe_command
+    from ontoscope.probing.cli import probe_command  # noqa: PLC0415  # lazy: keeps the command line fast
 
     def names(text: str | None, option: str) -> list[str] | None:
         if text is None:
@@ -227,7 +229,7 @@ def report(
                                  "config's report.examples, else 3)."),
 ) -> None:
     """Write RUN_DIR/report.html: claims, both ontologies per model, knobs, operator plots, steering audio."""
-    from ontoscope.report import write_report
+    from ontoscope.report import write_report  # noqa: PLC0415  # lazy: keeps the command line fast
 
     if examples is not None and examples < 0:
         raise ConfigError(f"--examples must be 0 or more, not {examples}")
@@ -244,11 +246,11 @@ def demo(
                                 "but inharmonicity)."),
 ) -> None:
     """Synthesize a stimulus set, measure it back, and print how accurately each factor returns."""
-    from ontoscope.artifacts import save_table
-    from ontoscope.descriptors import measure as measure_audio
-    from ontoscope.descriptors.accuracy import round_trip_errors
-    from ontoscope.stimuli.dataset import StimulusSet
-    from ontoscope.stimuli.factors import FactorSpace
+    from ontoscope.artifacts import save_table  # noqa: PLC0415  # lazy: keeps the command line fast
+    from ontoscope.descriptors import measure as measure_audio  # noqa: PLC0415  # lazy: keeps the command line fast
+    from ontoscope.descriptors.accuracy import round_trip_errors  # noqa: PLC0415  # lazy: keeps the command line fast
+    from ontoscope.stimuli.dataset import StimulusSet  # noqa: PLC0415  # lazy: keeps the command line fast
+    from ontoscope.stimuli.factors import FactorSpace  # noqa: PLC0415  # lazy: keeps the command line fast
 
     space = FactorSpace.create(_names(factors))
     ds = StimulusSet.synthesize(out_dir / "stimuli", space, n, 16000, 1.0, seed=seed, overwrite=True)
@@ -262,8 +264,6 @@ def demo(
 
 
 def _print_table(df, title: str) -> None:
-    from rich.table import Table
-
     t = Table(title=title)
     for c in df.columns:
         t.add_column(str(c), justify="right" if df[c].dtype.kind in "fi" else "left")
@@ -282,7 +282,7 @@ def run_cmd(
                                 "local one)."),
 ) -> None:
     """Run a study: stimuli, training, both ontologies, their comparison and the report (cached, resumable)."""
-    from ontoscope.study import load_config, run_study
+    from ontoscope.study import load_config, run_study  # noqa: PLC0415  # lazy: keeps the command line fast
 
     cfg, _ = load_config(config)
     run_dir = out_dir or Path("runs") / cfg.name
@@ -297,9 +297,7 @@ def run_cmd(
 @app.command("status")
 def status_cmd(run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A study run directory.")) -> None:
     """What is done in a study run directory."""
-    from rich.table import Table
-
-    from ontoscope.study import study_status
+    from ontoscope.study import study_status  # noqa: PLC0415  # lazy: keeps the command line fast
 
     t = study_status(run_dir)
     table = Table(title=f"{run_dir}: {int(t['done'].sum())} of {len(t)} stages done")
@@ -323,8 +321,6 @@ def main() -> None:
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except Exception as e:  # click usage errors
-        import click
-
         if isinstance(e, click.exceptions.ClickException):
             e.show()
             sys.exit(e.exit_code)

@@ -3,10 +3,16 @@
 :func:`measure` is the entry point; the estimators live in
 
 - :mod:`~ontoscope.descriptors.pitch`: f0 track (YIN with sub-sample refinement);
+- :mod:`~ontoscope.descriptors.partials`: the partials measured on a pitch-synchronous spectrum
+  (shared by the f0 correction and the harmonic descriptors);
 - :mod:`~ontoscope.descriptors.harmonic`: spectral tilt, odd/even balance, inharmonicity, HNR;
 - :mod:`~ontoscope.descriptors.envelope`: loudness, attack, tremolo, beating (roughness);
 - :mod:`~ontoscope.descriptors.modulation`: sinusoid fits, vibrato from the f0 track;
 - :mod:`~ontoscope.descriptors.spectral`: centroid, spread, flatness, rolloff, RMS (as librosa).
+
+Every estimator returns an :class:`~ontoscope.descriptors.estimate.Estimate` (``value`` ``[B]`` or
+``[B, T]``, ``unit``, a ``reason`` per clip: ``""`` where the value is defined; ``times`` for a
+track), or a dict of them keyed by name where one analysis gives several quantities.
 
 :mod:`~ontoscope.descriptors.renders` makes the stimulus sets that are measured as they are rendered
 (SoundFont sets) and holds ``render_stimuli``, the one call that renders any set.
@@ -20,6 +26,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ontoscope.descriptors.envelope import envelope_descriptors
+from ontoscope.descriptors.estimate import Estimate, reasons_where_undefined
+from ontoscope.descriptors.harmonic import harmonic_summary
+from ontoscope.descriptors.modulation import vibrato
+from ontoscope.descriptors.pitch import clip_f0, f0_track
+from ontoscope.descriptors.spectral import spectral_summary
 from ontoscope.descriptors.validate import as_audio_batch
 from ontoscope.errors import ConfigError, SampleRateError
 from ontoscope.progress import track
@@ -31,10 +43,11 @@ FACTOR_COLUMNS = ("f0", "loudness", "brightness", "odd_even", "inharmonicity", "
 SPECTRAL_COLUMNS = ("centroid", "spread", "flatness", "rolloff", "rms")
 
 #: An f0 tracker :func:`measure` can be given in place of YIN: ``tracker(audio [B, N], sr)`` returns
-#: ``(f0 [B, T] Hz with NaN where unvoiced, confidence [B, T], times [T] s)``, as
-#: :func:`~ontoscope.descriptors.pitch.f0_track` does (e.g. the PESTO tracker of the models layer,
-#: :func:`ontoscope.models.adapters.pesto.pesto_f0_track`).
-F0Tracker = Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+#: an :class:`~ontoscope.descriptors.estimate.Estimate` with ``value`` f0 ``[B, T]`` in Hz (NaN where
+#: unvoiced) and ``times`` ``[T]`` in s, as :func:`~ontoscope.descriptors.pitch.f0_track` does, or
+#: the triple ``(f0 [B, T] Hz, confidence [B, T], times [T] s)`` (e.g. the PESTO tracker of the
+#: models layer, :func:`ontoscope.models.adapters.pesto.pesto_f0_track`).
+F0Tracker = Callable[[torch.Tensor, int], Estimate | tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
 def measure(
@@ -91,12 +104,6 @@ def measure(
         empty where all is defined. Undefined values (silence, unpitched noise, no
         modulation) are NaN, never made up.
     """
-    from ontoscope.descriptors.envelope import envelope_descriptors
-    from ontoscope.descriptors.harmonic import harmonic_summary
-    from ontoscope.descriptors.modulation import TOO_FEW_FRAMES, vibrato
-    from ontoscope.descriptors.pitch import clip_f0, f0_track
-    from ontoscope.descriptors.spectral import spectral_summary
-
     x = as_audio_batch(audio, sr, min_samples=max(n_fft // 4, int(0.05 * sr)))
     if fmax >= sr / 2:
         raise SampleRateError(f"fmax={fmax} Hz is not below Nyquist ({sr / 2:g} Hz at {sr} Hz); lower fmax")
@@ -110,50 +117,56 @@ def measure(
     for s in track(starts, len(starts), f"measuring {x.shape[0]} clips", progress):
         a = x[s:s + chunk]
         if callable(f0_method):
-            f0, _, times = f0_method(a, sr)
+            f0, times = _tracked(f0_method(a, sr))
             f0 = torch.where((f0 >= fmin) & (f0 <= fmax), f0, torch.full_like(f0, float("nan")))
         else:
-            f0, _, times = f0_track(a, sr, fmin=fmin, fmax=fmax, hop_seconds=hop_seconds)
+            yin = f0_track(a, sr, fmin=fmin, fmax=fmax, hop_seconds=hop_seconds)
+            f0, times = yin.value, yin.times
         vib = vibrato(f0, times)
         harm = harmonic_summary(a, sr, f0_track=f0, hop_seconds=hop_seconds)
         env = envelope_descriptors(a, sr, f0_track=f0, hnr=harm["hnr"].value)
         spec = spectral_summary(a, sr, n_fft=n_fft, hop=hop)
         median_f0 = clip_f0(f0)
         # with vibrato, the clip's f0 is the centre of the fitted modulation, not the track's median
-        f0_clip = torch.where(torch.isfinite(vib.rate) & torch.isfinite(vib.centre), vib.centre.to(median_f0),
-                              median_f0)
-        values = {
-            "f0": f0_clip, "loudness": env["loudness"], "brightness": harm["brightness"].value,
-            "odd_even": harm["odd_even"].value, "inharmonicity": harm["inharmonicity"].value,
-            "noise": harm["hnr"].value, "attack": env["attack"],
-            "vibrato_rate": vib.rate, "vibrato_depth": vib.depth,
+        rate, centre = vib["vibrato_rate"].value, vib["vibrato_centre"].value
+        f0_clip = torch.where(torch.isfinite(rate) & torch.isfinite(centre), centre.to(median_f0.value),
+                              median_f0.value)
+        factors = {
+            "f0": Estimate(f0_clip, "Hz", reasons_where_undefined(f0_clip, median_f0.reason)),
+            "loudness": env["loudness"],
+            "brightness": harm["brightness"], "odd_even": harm["odd_even"],
+            "inharmonicity": harm["inharmonicity"], "noise": harm["hnr"], "attack": env["attack"],
+            "vibrato_rate": vib["vibrato_rate"], "vibrato_depth": vib["vibrato_depth"],
             "tremolo_rate": env["tremolo_rate"], "tremolo_depth": env["tremolo_depth"],
             "beat_rate": env["beat_rate"], "beat_depth": env["beat_depth"],
         }
-        values.update({k: spec[k] for k in SPECTRAL_COLUMNS})
-        reasons = {
-            "f0": ["unvoiced" if not np.isfinite(v) else None for v in median_f0.tolist()],
-            "brightness": harm["brightness"].reason, "odd_even": harm["odd_even"].reason,
-            "inharmonicity": harm["inharmonicity"].reason, "noise": harm["hnr"].reason,
-            **{k: env["reasons"][k] for k in ("loudness", "attack", "tremolo_rate", "tremolo_depth", "beat_rate",
-                                             "beat_depth")},
-            "vibrato_rate": list(vib.reason),
-            "vibrato_depth": [r if r == TOO_FEW_FRAMES else None for r in vib.reason],
-        }
+        values = {k: e.value for k, e in factors.items()} | {k: spec[k].value for k in SPECTRAL_COLUMNS}
         table = pd.DataFrame({k: v.detach().cpu().double().numpy() for k, v in values.items()})
         table["voiced"] = torch.isfinite(f0).float().mean(-1).cpu().numpy()
+        # the factors' reasons; the spectral columns (NaN only for silent clips) read "undefined"
+        reasons = {k: e.reason for k, e in factors.items()}
         table["reason"] = [_reason_line(table.iloc[i], reasons, i) for i in range(len(table))]
         parts.append(table)
     return pd.concat(parts, ignore_index=True)
 
 
-def _reason_line(row: pd.Series, reasons: dict, i: int) -> str:
+def _tracked(result: Estimate | tuple) -> tuple[torch.Tensor, torch.Tensor]:
+    """f0 ``[B, T]`` (Hz) and frame times ``[T]`` (s) from what an :data:`F0Tracker` returned."""
+    if isinstance(result, Estimate):
+        if result.times is None:
+            raise ConfigError("an f0 tracker's Estimate must carry the frame times (times=...)")
+        return result.value, result.times
+    f0, _, times = result
+    return f0, times
+
+
+def _reason_line(row: pd.Series, reasons: dict[str, tuple[str, ...]], i: int) -> str:
     out = []
     for col in (*FACTOR_COLUMNS, *SPECTRAL_COLUMNS):
         if not np.isfinite(row[col]):
-            why = reasons.get(col, [None] * (i + 1))[i] if col in reasons else None
+            why = reasons[col][i] if col in reasons else ""
             out.append(f"{col}: {why or 'undefined'}")
     return "; ".join(out)
 
 
-__all__ = ["FACTOR_COLUMNS", "SPECTRAL_COLUMNS", "F0Tracker", "measure"]
+__all__ = ["FACTOR_COLUMNS", "SPECTRAL_COLUMNS", "Estimate", "F0Tracker", "measure"]

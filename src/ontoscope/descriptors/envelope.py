@@ -36,6 +36,11 @@ The depths follow from the fitted line amplitudes: tremolo
 ``A₁ / A₀ = 2 m / (1 + m² / 2)`` (first harmonic over the mean of ``(1 + m sin)²``),
 beating ``ρ`` as above, with ``η`` estimated from the noise floor of the spectrum
 (:func:`noise_ratio`) or given.
+
+The descriptors return :class:`~ontoscope.descriptors.estimate.Estimate` values
+(:func:`loudness`, :func:`attack_time`) or dicts of them keyed by factor name
+(:func:`tremolo`, :func:`beats`, :func:`envelope_descriptors`,
+:func:`envelope_analysis`).
 """
 
 from __future__ import annotations
@@ -47,7 +52,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ontoscope.descriptors.modulation import NO_MODULATION, _best_rate, _fit_at
+from ontoscope.descriptors.estimate import Estimate, reasons_where_undefined, values_of
+from ontoscope.descriptors.modulation import NO_MODULATION, best_rate, fit_at
 from ontoscope.descriptors.validate import as_audio_batch
 from ontoscope.errors import AudioError, ConfigError
 
@@ -67,9 +73,6 @@ TAIL_SECONDS = 0.03
 MOD_RATE = 250.0
 #: Pass-band edge (Hz) of the envelope used for the modulation fits.
 MOD_CUTOFF = 110.0
-
-Reasons = list[str | None]
-
 
 class Envelope(NamedTuple):
     """A power envelope (see :func:`amplitude_envelope`).
@@ -95,30 +98,11 @@ class Envelope(NamedTuple):
     stop: torch.Tensor
 
 
-class Measure(NamedTuple):
-    """One value per clip and why it is missing: ``value [B]`` (NaN where undefined), ``reason``."""
-
-    value: torch.Tensor
-    reason: Reasons
-
-
-class Modulation(NamedTuple):
-    """A periodic modulation: ``rate [B]`` Hz, ``depth [B]`` (index), per-clip ``reason``.
-
-    ``reason`` is ``None`` where the rate is defined. Where there is no modulation the
-    rate is NaN and the depth is the (small) value fitted at the best rate.
-    """
-
-    rate: torch.Tensor
-    depth: torch.Tensor
-    reason: Reasons
-
-
 # ---------------------------------------------------------------------------------------------
 # loudness
 
 
-def loudness(audio: np.ndarray | torch.Tensor) -> Measure:
+def loudness(audio: np.ndarray | torch.Tensor) -> Estimate:
     """RMS level of each whole clip in dBFS.
 
     ``20 log10(sqrt(mean(x²)))``, with full scale = 1: the synthesizer's ``loudness``
@@ -131,16 +115,16 @@ def loudness(audio: np.ndarray | torch.Tensor) -> Measure:
 
     Returns
     -------
-    Measure
-        ``value`` Tensor ``[B]`` float32 in dBFS, NaN with reason ``"silent"`` for
-        all-zero clips.
+    Estimate
+        ``value`` Tensor ``[B]`` float32 in dBFS (``unit`` ``"dBFS"``), NaN with reason
+        ``"silent"`` for all-zero clips.
     """
     x = as_audio_batch(audio, 1)
     ms = (x.double() ** 2).mean(-1)
     silent = ms <= 0
     db = 10 * torch.log10(torch.where(silent, torch.ones_like(ms), ms))
     db = torch.where(silent, torch.full_like(db, math.nan), db)
-    return Measure(db.float(), [SILENT if s else None for s in silent.tolist()])
+    return Estimate(db.float(), "dBFS", tuple(SILENT if s else "" for s in silent.tolist()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,11 +291,13 @@ def _band_limit(sq: _Squared, hop: int, cutoff: torch.Tensor, stop: torch.Tensor
     return y[:, :m], times
 
 
-def _f0_floor(x: torch.Tensor, sr: int, f0: torch.Tensor | np.ndarray | None) -> torch.Tensor:
-    """Lowest f0 per clip ``[B]`` from an f0 track ``[B, T]``, per-clip values ``[B]``, or the audio."""
+def _f0_floor(x: torch.Tensor, sr: int, f0: Estimate | torch.Tensor | np.ndarray | None) -> torch.Tensor:
+    """Lowest f0 per clip ``[B]`` from an f0 track ``[B, T]``, per-clip values ``[B]`` (either may be an
+    :class:`~ontoscope.descriptors.estimate.Estimate`), or the audio."""
     b = x.shape[0]
     if f0 is None:
         return lowest_f0(x, sr)
+    f0 = values_of(f0)
     f = torch.as_tensor(np.asarray(f0) if not isinstance(f0, torch.Tensor) else f0)
     f = f.to(device=x.device, dtype=torch.float64)
     if f.ndim == 0:
@@ -332,7 +318,7 @@ def _f0_floor(x: torch.Tensor, sr: int, f0: torch.Tensor | np.ndarray | None) ->
 def amplitude_envelope(
     audio: np.ndarray | torch.Tensor,
     sr: int,
-    f0: torch.Tensor | np.ndarray | None = None,
+    f0: Estimate | torch.Tensor | np.ndarray | None = None,
     env_rate: float = 2000.0,
     ratio: float = 0.8,
     stop_ratio: float = 0.9,
@@ -456,14 +442,14 @@ def _fit_modulations(y: torch.Tensor, t: torch.Tensor, w: torch.Tensor, trem_ran
         q, wq = y / bc, w * bc * bc
         # the rate is scanned on the first harmonic alone: with the second in the scan, a beat
         # line at Δ < 2 · 14 Hz would pass for the second harmonic of a tremolo at Δ / 2
-        r = _best_rate(q, wq, t, lo_t, hi_t, (1,), tn, oversample, refine)
-        rss_t, ct = _fit_at(q, wq, t, r, (1, 2), tn)
+        r = best_rate(q, wq, t, lo_t, hi_t, (1,), tn, oversample, refine)
+        rss_t, ct = fit_at(q, wq, t, r, (1, 2), tn)
         e2 = (_design(t, r, (1, 2), tn) * ct[:, :, None]).sum(1)
         scale = e2.abs().mean(-1, keepdim=True).clamp_min(1e-300)
         e2c = torch.maximum(e2, 0.02 * scale)
         q2, w2 = y / e2c, w * e2c * e2c
-        d = _best_rate(q2, w2, t, blo, bhi, (1,), None, oversample, refine)
-        rss_b, cb = _fit_at(q2, w2, t, d, (1,), None)
+        d = best_rate(q2, w2, t, blo, bhi, (1,), None, oversample, refine)
+        rss_b, cb = fit_at(q2, w2, t, d, (1,), None)
         cb = cb / cb[:, :1].clamp_min(1e-300)
         cb = torch.where(has_beat[:, None], cb, torch.nan_to_num(cb * 0.0))
         beat = (_design(t, d, (1,), None) * cb[:, :, None]).sum(1)
@@ -615,7 +601,7 @@ def _beat_index(rho: torch.Tensor) -> torch.Tensor:
 def envelope_analysis(
     audio: np.ndarray | torch.Tensor,
     sr: int,
-    f0: torch.Tensor | np.ndarray | None = None,
+    f0: Estimate | torch.Tensor | np.ndarray | None = None,
     hnr: torch.Tensor | np.ndarray | float | None = None,
     tremolo_range: tuple[float, float] = (2.0, 14.0),
     beat_range: tuple[float, float] = (15.0, 80.0),
@@ -625,7 +611,7 @@ def envelope_analysis(
     env_rate: float = 1000.0,
     refit: bool = True,
     chunk: int = 64,
-) -> dict:
+) -> dict[str, Estimate]:
     """Fit the envelope model of ``docs/synthesis.md`` to each clip (see the module docstring).
 
     Parameters
@@ -634,8 +620,9 @@ def envelope_analysis(
         Mono audio.
     sr : int
         Sample rate, Hz.
-    f0 : Tensor or array, optional
-        f0 track ``[B, T]`` (Hz, NaN unvoiced) or lowest f0 per clip ``[B]``, for the
+    f0 : Estimate, Tensor or array, optional
+        f0 track ``[B, T]`` (Hz, NaN unvoiced; e.g. the Estimate of
+        :func:`ontoscope.descriptors.pitch.f0_track`) or lowest f0 per clip ``[B]``, for the
         envelope's cutoff; default :func:`lowest_f0` of the audio.
     hnr : Tensor, array or float, optional
         Harmonic-to-noise ratio in dB per clip, to correct the beat depth for the
@@ -657,11 +644,13 @@ def envelope_analysis(
 
     Returns
     -------
-    dict
-        ``loudness`` (dBFS), ``attack`` (s), ``tremolo_rate`` (Hz), ``tremolo_depth``,
-        ``beat_rate`` (Hz), ``beat_depth``, ``noise_ratio`` (η), ``cutoff`` (Hz): Tensors
-        ``[B]`` float64; and ``reasons``: per-key lists of per-clip reasons (``None`` where
-        the value is defined).
+    dict of str to Estimate
+        Each ``[B]`` float64, with its per-clip reasons: ``loudness`` (``"dBFS"``),
+        ``attack`` (``"s"``), ``tremolo_rate`` (``"Hz"``), ``tremolo_depth`` (``"index"``,
+        ``m``), ``beat_rate`` (``"Hz"``), ``beat_depth`` (``"index"``, ``d``),
+        ``tremolo_r2`` and ``beat_r2`` (``"ratio"``: the partial R² of each modulation),
+        ``noise_ratio`` (``"ratio"``, η) and ``cutoff`` (``"Hz"``, the envelope's pass-band
+        edge).
     """
     x = as_audio_batch(audio, sr)
     b = x.shape[0]
@@ -684,15 +673,14 @@ def envelope_analysis(
                               (float(tremolo_range[0]), float(tremolo_range[1])),
                               (float(beat_range[0]), float(beat_range[1])), min_tremolo_depth,
                               min_beat_depth, min_r2, env_rate, refit))
-    out: dict = {k: torch.cat([p[k] for p in parts]) for k in parts[0] if k != "reasons"}
-    out["reasons"] = {k: [r for p in parts for r in p["reasons"][k]] for k in parts[0]["reasons"]}
-    return out
+    return {k: Estimate(torch.cat([p[k].value for p in parts]), parts[0][k].unit,
+                        tuple(r for p in parts for r in p[k].reason)) for k in parts[0]}
 
 
 def _analyse(x: torch.Tensor, sr: int, f_low: torch.Tensor, hnr: torch.Tensor | None,
              tremolo_range: tuple[float, float], beat_range: tuple[float, float],
              min_tremolo_depth: float, min_beat_depth: float, min_r2: float, env_rate: float,
-             refit: bool) -> dict:
+             refit: bool) -> dict[str, Estimate]:
     b, n = x.shape
     dev = x.device
     lo_t, hi_t = tremolo_range
@@ -766,8 +754,8 @@ def _analyse(x: torch.Tensor, sr: int, f_low: torch.Tensor, hnr: torch.Tensor | 
     has_beat = torch.isfinite(mods.beat_rate)
     beat_on = steady & ~silent & has_beat & (d >= min_beat_depth) & (mods.beat_r2 >= min_r2)
 
-    def reasons(on: torch.Tensor, extra: torch.Tensor | None = None, extra_reason: str = "") -> Reasons:
-        out: Reasons = []
+    def reasons(on: torch.Tensor, extra: torch.Tensor | None = None, extra_reason: str = "") -> list[str]:
+        out: list[str] = []
         for i in range(b):
             if bool(silent[i]):
                 out.append(SILENT)
@@ -778,7 +766,7 @@ def _analyse(x: torch.Tensor, sr: int, f_low: torch.Tensor, hnr: torch.Tensor | 
             elif not bool(on[i]):
                 out.append(NO_MODULATION)
             else:
-                out.append(None)
+                out.append("")
         return out
 
     trem_reason = reasons(trem_on)
@@ -788,27 +776,22 @@ def _analyse(x: torch.Tensor, sr: int, f_low: torch.Tensor, hnr: torch.Tensor | 
                    for r, cut in zip(beat_reason, truncated, strict=True)]
     depth_ok = steady & ~silent
     att_ok = ~silent & (att < 0.8 * (t_e - t0))
-    return {
-        "loudness": loud.value.double(),
-        "attack": torch.where(att_ok, att, nan),
-        "tremolo_rate": torch.where(trem_on, mods.trem_rate, nan),
-        "tremolo_depth": torch.where(depth_ok, m, nan),
-        "beat_rate": torch.where(beat_on, mods.beat_rate, nan),
-        "beat_depth": torch.where(depth_ok & has_beat, d, nan),
-        "tremolo_r2": torch.where(depth_ok, mods.trem_r2, nan),
-        "beat_r2": torch.where(depth_ok & has_beat, mods.beat_r2, nan),
-        "noise_ratio": torch.where(silent, nan, eta),
-        "cutoff": cutoff,
-        "reasons": {
-            "loudness": list(loud.reason),
-            "attack": [SILENT if s else (None if ok else NO_STEADY_PART)
-                       for s, ok in zip(silent.tolist(), att_ok.tolist(), strict=True)],
-            "tremolo_rate": trem_reason,
-            "tremolo_depth": [r if r in (SILENT, NO_STEADY_PART) else None for r in trem_reason],
-            "beat_rate": beat_reason,
-            "beat_depth": [r if r in (SILENT, NO_STEADY_PART, ABOVE_CUTOFF) else None for r in beat_reason],
-        },
+    trem_depth_reason = [r if r in (SILENT, NO_STEADY_PART) else "" for r in trem_reason]
+    beat_depth_reason = [r if r in (SILENT, NO_STEADY_PART, ABOVE_CUTOFF) else "" for r in beat_reason]
+    values = {
+        "loudness": (loud.value.double(), "dBFS", loud.reason),
+        "attack": (torch.where(att_ok, att, nan), "s",
+                   [SILENT if s else NO_STEADY_PART for s in silent.tolist()]),
+        "tremolo_rate": (torch.where(trem_on, mods.trem_rate, nan), "Hz", trem_reason),
+        "tremolo_depth": (torch.where(depth_ok, m, nan), "index", trem_depth_reason),
+        "beat_rate": (torch.where(beat_on, mods.beat_rate, nan), "Hz", beat_reason),
+        "beat_depth": (torch.where(depth_ok & has_beat, d, nan), "index", beat_depth_reason),
+        "tremolo_r2": (torch.where(depth_ok, mods.trem_r2, nan), "ratio", trem_depth_reason),
+        "beat_r2": (torch.where(depth_ok & has_beat, mods.beat_r2, nan), "ratio", beat_depth_reason),
+        "noise_ratio": (torch.where(silent, nan, eta), "ratio", [SILENT] * b),
+        "cutoff": (cutoff, "Hz", [""] * b),
     }
+    return {k: Estimate(v, unit, reasons_where_undefined(v, why)) for k, (v, unit, why) in values.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -818,9 +801,9 @@ def _analyse(x: torch.Tensor, sr: int, f_low: torch.Tensor, hnr: torch.Tensor | 
 def attack_time(
     audio: np.ndarray | torch.Tensor,
     sr: int,
-    f0: torch.Tensor | np.ndarray | None = None,
+    f0: Estimate | torch.Tensor | np.ndarray | None = None,
     **kwargs: object,
-) -> Measure:
+) -> Estimate:
     """10 %–90 % rise time of the amplitude envelope, in seconds.
 
     The power envelope (:func:`amplitude_envelope`) is fitted with
@@ -840,28 +823,29 @@ def attack_time(
     audio : array or tensor ``[N]`` or ``[B, N]``
     sr : int
         Sample rate, Hz.
-    f0 : Tensor or array, optional
-        f0 track ``[B, T]`` or lowest f0 ``[B]`` (Hz) for the envelope's cutoff.
+    f0 : Estimate, Tensor or array, optional
+        f0 track ``[B, T]`` (e.g. the Estimate of :func:`ontoscope.descriptors.pitch.f0_track`)
+        or lowest f0 ``[B]`` (Hz) for the envelope's cutoff.
     **kwargs
         Passed to :func:`envelope_analysis`.
 
     Returns
     -------
-    Measure
-        ``value [B]`` float32 seconds; NaN with reason ``"silent"`` or
+    Estimate
+        ``value [B]`` float32 in seconds (``unit`` ``"s"``); NaN with reason ``"silent"`` or
         ``"no steady part after the attack"`` (the ramp does not end before the clip).
     """
     r = envelope_analysis(audio, sr, f0, **kwargs)  # type: ignore[arg-type]
-    return Measure(r["attack"].float(), r["reasons"]["attack"])
+    return r["attack"].to(torch.float32)
 
 
 def tremolo(
     audio: np.ndarray | torch.Tensor,
     sr: int,
-    f0: torch.Tensor | np.ndarray | None = None,
+    f0: Estimate | torch.Tensor | np.ndarray | None = None,
     rate_range: tuple[float, float] = (2.0, 14.0),
     **kwargs: object,
-) -> Modulation:
+) -> dict[str, Estimate]:
     """Tremolo rate (Hz) and depth (modulation index ``m`` of the envelope ``1 + m sin``).
 
     Fitted on the power envelope after the attack (see :func:`envelope_analysis`):
@@ -887,21 +871,23 @@ def tremolo(
 
     Returns
     -------
-    Modulation
-        ``rate [B]`` Hz, ``depth [B]`` index in [0, 1] (float32), ``reason``.
+    dict of str to Estimate
+        ``tremolo_rate`` (``[B]`` float32, ``"Hz"``) and ``tremolo_depth`` (``[B]`` float32,
+        ``"index"`` ``m`` in [0, 1]; NaN only with ``"silent"`` or ``"no steady part after the
+        attack"``).
     """
     r = envelope_analysis(audio, sr, f0, tremolo_range=rate_range, **kwargs)  # type: ignore[arg-type]
-    return Modulation(r["tremolo_rate"].float(), r["tremolo_depth"].float(), r["reasons"]["tremolo_rate"])
+    return {k: r[k].to(torch.float32) for k in ("tremolo_rate", "tremolo_depth")}
 
 
 def beats(
     audio: np.ndarray | torch.Tensor,
     sr: int,
-    f0: torch.Tensor | np.ndarray | None = None,
+    f0: Estimate | torch.Tensor | np.ndarray | None = None,
     rate_range: tuple[float, float] = (15.0, 80.0),
     hnr: torch.Tensor | np.ndarray | float | None = None,
     **kwargs: object,
-) -> Modulation:
+) -> dict[str, Estimate]:
     """Beating (roughness) rate ``Δ`` (Hz) and depth ``d`` (relative amplitude of the beating copy).
 
     In ``docs/synthesis.md`` every partial has a copy ``Δ`` Hz above it at relative
@@ -933,24 +919,26 @@ def beats(
 
     Returns
     -------
-    Modulation
-        ``rate [B]`` Hz, ``depth [B]`` in [0, 1] (float32), ``reason``.
+    dict of str to Estimate
+        ``beat_rate`` (``[B]`` float32, ``"Hz"``) and ``beat_depth`` (``[B]`` float32,
+        ``"index"`` ``d`` in [0, 1]; NaN only with ``"silent"``, ``"no steady part after the
+        attack"`` or ``"beat range above envelope cutoff"``).
     """
     r = envelope_analysis(audio, sr, f0, hnr=hnr, beat_range=rate_range, **kwargs)  # type: ignore[arg-type]
-    return Modulation(r["beat_rate"].float(), r["beat_depth"].float(), r["reasons"]["beat_rate"])
+    return {k: r[k].to(torch.float32) for k in ("beat_rate", "beat_depth")}
 
 
-#: Keys of :func:`envelope_descriptors` (besides ``reasons``).
+#: Keys of :func:`envelope_descriptors`.
 ENVELOPE_KEYS = ("loudness", "attack", "tremolo_rate", "tremolo_depth", "beat_rate", "beat_depth")
 
 
 def envelope_descriptors(
     audio: np.ndarray | torch.Tensor,
     sr: int,
-    f0_track: torch.Tensor | np.ndarray | None = None,
+    f0_track: Estimate | torch.Tensor | np.ndarray | None = None,
     hnr: torch.Tensor | np.ndarray | float | None = None,
     **kwargs: object,
-) -> dict:
+) -> dict[str, Estimate]:
     """Every envelope descriptor of a batch of clips, keyed by factor name.
 
     One :func:`envelope_analysis` (see :func:`loudness`, :func:`attack_time`,
@@ -961,9 +949,9 @@ def envelope_descriptors(
     audio : array or tensor ``[N]`` or ``[B, N]``
     sr : int
         Sample rate, Hz.
-    f0_track : Tensor or array ``[B, T]``, optional
-        f0 in Hz (NaN unvoiced), e.g. from ``ontoscope.descriptors.pitch.f0_track``; sets
-        the envelope's cutoff. Default: :func:`lowest_f0` of the audio.
+    f0_track : Estimate, Tensor or array ``[B, T]``, optional
+        f0 in Hz (NaN unvoiced), e.g. the Estimate of ``ontoscope.descriptors.pitch.f0_track``;
+        sets the envelope's cutoff. Default: :func:`lowest_f0` of the audio.
     hnr : float or Tensor ``[B]``, optional
         Harmonic-to-noise ratio in dB, for the beat depth; default estimated.
     **kwargs
@@ -971,12 +959,10 @@ def envelope_descriptors(
 
     Returns
     -------
-    dict
-        ``loudness`` (dBFS), ``attack`` (s), ``tremolo_rate`` (Hz), ``tremolo_depth``
-        (index), ``beat_rate`` (Hz), ``beat_depth`` (index): Tensors ``[B]`` float32, NaN
-        where undefined; ``reasons``: ``{key: [reason or None per clip]}``.
+    dict of str to Estimate
+        ``loudness`` (``"dBFS"``), ``attack`` (``"s"``), ``tremolo_rate`` (``"Hz"``),
+        ``tremolo_depth`` (``"index"``), ``beat_rate`` (``"Hz"``), ``beat_depth``
+        (``"index"``): values ``[B]`` float32, NaN where undefined, with the reason.
     """
     r = envelope_analysis(audio, sr, f0_track, hnr=hnr, **kwargs)  # type: ignore[arg-type]
-    out: dict = {k: r[k].float() for k in ENVELOPE_KEYS}
-    out["reasons"] = {k: list(r["reasons"][k]) for k in ENVELOPE_KEYS}
-    return out
+    return {k: r[k].to(torch.float32) for k in ENVELOPE_KEYS}

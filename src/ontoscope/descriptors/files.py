@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ontoscope.descriptors import measure
 from ontoscope.errors import AudioError, OntoscopeError
 from ontoscope.stimuli.audio_io import find_audio, read_audio
+from ontoscope.stimuli.dataset import StimulusSet
 
 
 def measure_path(
@@ -28,12 +30,8 @@ def measure_path(
     bad : list of (name, reason)
         The files that could not be measured.
     """
-    from ontoscope.descriptors import measure
-
     path = Path(path)
     if (path / "manifest.json").is_file():
-        from ontoscope.stimuli.dataset import StimulusSet
-
         ds = StimulusSet.load(path)
         parts = []
         for idx, audio in ds.chunks(256):

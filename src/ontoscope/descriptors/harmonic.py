@@ -2,7 +2,7 @@
 
 Every descriptor is measured on the partials of the clip, found and measured
 by a long-window analysis that follows the pitch (see
-:mod:`ontoscope.descriptors._partials`):
+:mod:`ontoscope.descriptors.partials`):
 
 1. the clip is time-warped with its f0 track (resampled at uniform steps of
    the integrated phase), so a tone with vibrato becomes a tone of constant
@@ -27,8 +27,9 @@ From these, per clip:
 - ``hnr`` (dB): energy of the clip less the white noise floor (the median of the
   power spectrum, which sits between the partials), over that noise.
 
-Each function returns an :class:`Estimate`: values ``[B]`` and, per clip, the
-reason a value is NaN (``""`` where it is not).
+Each function returns an :class:`~ontoscope.descriptors.estimate.Estimate`
+(:func:`harmonic_summary` a dict of them): values ``[B]``, their unit and, per
+clip, the reason a value is NaN (``""`` where it is not).
 
 Accuracy on the synthesizer's stimuli (16 kHz, 1 s, every factor of the canon
 varied over its default range: f0 110-880 Hz, vibrato, beats, tremolo, noise
@@ -59,46 +60,28 @@ IRCAM technical report (tristimulus, odd-to-even ratio, inharmonicity).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from ontoscope.descriptors._partials import Partials, measure
-from ontoscope.descriptors.pitch import _analyse, _check_args, clip_f0
+from ontoscope.descriptors.estimate import Estimate, values_of
+from ontoscope.descriptors.partials import Partials, measure_partials
+from ontoscope.descriptors.pitch import UNVOICED, check_f0_args, clip_f0, track_partials
 from ontoscope.descriptors.validate import as_audio_batch
 from ontoscope.errors import AudioError, ConfigError
 
 _DB = 10 / math.log(10)  # dB per neper of power
 
 
-class Estimate(NamedTuple):
-    """A per-clip descriptor and why it is missing where it is.
-
-    Attributes
-    ----------
-    value : Tensor ``[B]`` float32
-        The descriptor; NaN where it could not be measured.
-    reason : list of str
-        Per clip, ``""`` or why ``value`` is NaN (``"unvoiced"``, ``"too few partials"``).
-    """
-
-    value: torch.Tensor
-    reason: list[str]
-
-
-def _partials(audio, sr: int, f0_track: torch.Tensor | None, hop_seconds: float, fmin: float,
-              fmax: float) -> tuple[Partials, torch.Tensor]:
+def _clip_partials(audio, sr: int, f0_track: Estimate | torch.Tensor | None, hop_seconds: float, fmin: float,
+                   fmax: float) -> tuple[Partials, torch.Tensor]:
     """Measure the partials of each clip; returns them and the clips' voiced flags."""
     x = as_audio_batch(audio, sr)
     if f0_track is None:
-        f0, _, _, parts = _analyse(x, sr, fmin, fmax, hop_seconds, harmonic_correction=False,
-                                   partials=True)
-        merged = Partials(**{name: torch.cat([getattr(p, name) for p in parts])
-                             for name in Partials.__dataclass_fields__})
-        return merged, torch.isfinite(clip_f0(f0))
-    _check_args(sr, float(fmin), float(fmax), float(hop_seconds))
-    f0 = torch.as_tensor(f0_track)
+        track, parts = track_partials(x, sr, fmin, fmax, hop_seconds)
+        return parts, torch.isfinite(clip_f0(track).value)
+    check_f0_args(sr, float(fmin), float(fmax), float(hop_seconds))
+    f0 = torch.as_tensor(values_of(f0_track))
     if f0.ndim == 1:
         f0 = f0[None]
     if f0.ndim != 2 or f0.shape[0] != x.shape[0]:
@@ -109,22 +92,22 @@ def _partials(audio, sr: int, f0_track: torch.Tensor | None, hop_seconds: float,
         raise ConfigError(f"f0_track has {f0.shape[1]} frames, more than {x.shape[1]} samples "
                           f"at a hop of {hop} samples hold; pass the hop_seconds it was made with")
     f0 = f0.to(device=x.device, dtype=torch.float32)
-    return measure(x, sr, f0, hop), torch.isfinite(clip_f0(f0))
+    return measure_partials(x, sr, f0, hop), torch.isfinite(clip_f0(f0).value)
 
 
 def _reasons(value: torch.Tensor, voiced: torch.Tensor, valid: torch.Tensor, other: str
-             ) -> list[str]:
+             ) -> tuple[str, ...]:
     out = []
     for v, vo, va in zip(value.tolist(), voiced.tolist(), valid.tolist(), strict=True):
         if not math.isnan(v):
             out.append("")
         elif not vo:
-            out.append("unvoiced")
+            out.append(UNVOICED)
         elif not va:
             out.append("no fundamental line")
         else:
             out.append(other)
-    return out
+    return tuple(out)
 
 
 def _usable(parts: Partials, min_snr: float) -> torch.Tensor:
@@ -160,7 +143,7 @@ def _level_fit(parts: Partials, min_snr: float, model_db: float = 0.3
 def harmonic_summary(
     audio: np.ndarray | torch.Tensor,
     sr: int,
-    f0_track: torch.Tensor | None = None,
+    f0_track: Estimate | torch.Tensor | None = None,
     hop_seconds: float = 0.005,
     *,
     fmin: float = 50.0,
@@ -175,9 +158,11 @@ def harmonic_summary(
         Mono audio.
     sr : int
         Sample rate in Hz.
-    f0_track : Tensor ``[B, T]``, optional
-        f0 in Hz (NaN where unvoiced) at frame times ``i * hop_seconds``, as
-        :func:`ontoscope.descriptors.pitch.f0_track` returns; computed when not given.
+    f0_track : Estimate or Tensor ``[B, T]``, optional
+        f0 in Hz (NaN where unvoiced) at frame times ``i * hop_seconds``: the
+        :class:`~ontoscope.descriptors.estimate.Estimate`
+        :func:`ontoscope.descriptors.pitch.f0_track` returns, or its ``value``;
+        computed when not given.
     hop_seconds : float
         Frame hop of ``f0_track``.
     fmin, fmax : float
@@ -190,12 +175,13 @@ def harmonic_summary(
 
     Returns
     -------
-    dict of :class:`Estimate`
-        ``brightness`` (dB/octave), ``odd_even`` (dB, odd partials over even),
-        ``inharmonicity`` (B, dimensionless), ``hnr`` (dB), ``n_partials``
-        (partials in the level fit).
+    dict of str to Estimate
+        Each ``[B]`` float32: ``brightness`` (unit ``"dB/octave"``), ``odd_even``
+        (``"dB"``, odd partials over even), ``inharmonicity`` (``"ratio"``: the
+        dimensionless ``B``), ``hnr`` (``"dB"``), ``n_partials`` (``"count"``:
+        partials in the level fit; always defined).
     """
-    parts, voiced = _partials(audio, sr, f0_track, hop_seconds, fmin, fmax)
+    parts, voiced = _clip_partials(audio, sr, f0_track, hop_seconds, fmin, fmax)
     tilt, oe = _level_fit(parts, min_snr)
     use = _usable(parts, min_snr)
     n_used = use.sum(-1).to(torch.float32)
@@ -203,16 +189,16 @@ def harmonic_summary(
     hnr = torch.where(voiced & parts.valid, parts.hnr, torch.nan).float()
     few = "too few partials above the noise floor (need 2 odd and 1 even)"
     return {
-        "brightness": Estimate(tilt, _reasons(tilt, voiced, parts.valid, few)),
-        "odd_even": Estimate(oe, _reasons(oe, voiced, parts.valid, few)),
-        "inharmonicity": Estimate(inh, _reasons(inh, voiced, parts.valid,
-                                                "too few partials resolved (need 3)")),
-        "hnr": Estimate(hnr, _reasons(hnr, voiced, parts.valid, "no harmonic line")),
-        "n_partials": Estimate(n_used, [""] * n_used.shape[0]),
+        "brightness": Estimate(tilt, "dB/octave", _reasons(tilt, voiced, parts.valid, few)),
+        "odd_even": Estimate(oe, "dB", _reasons(oe, voiced, parts.valid, few)),
+        "inharmonicity": Estimate(inh, "ratio", _reasons(inh, voiced, parts.valid,
+                                                         "too few partials resolved (need 3)")),
+        "hnr": Estimate(hnr, "dB", _reasons(hnr, voiced, parts.valid, "no harmonic line")),
+        "n_partials": Estimate(n_used, "count", ("",) * n_used.shape[0]),
     }
 
 
-def brightness(audio: np.ndarray | torch.Tensor, sr: int, f0_track: torch.Tensor | None = None,
+def brightness(audio: np.ndarray | torch.Tensor, sr: int, f0_track: Estimate | torch.Tensor | None = None,
                hop_seconds: float = 0.005, *, fmin: float = 50.0, fmax: float = 2000.0,
                min_snr: float = 10.0) -> Estimate:
     """Spectral tilt of the partials, dB per octave (``T`` of ``docs/synthesis.md``).
@@ -224,13 +210,14 @@ def brightness(audio: np.ndarray | torch.Tensor, sr: int, f0_track: torch.Tensor
     Returns
     -------
     Estimate
-        ``value`` ``[B]`` dB/octave, ``reason`` per clip for NaN.
+        ``value`` ``[B]`` float32 in dB/octave (``unit`` ``"dB/octave"``), ``reason`` per clip
+        for NaN.
     """
     return harmonic_summary(audio, sr, f0_track, hop_seconds, fmin=fmin, fmax=fmax,
                             min_snr=min_snr)["brightness"]
 
 
-def odd_even(audio: np.ndarray | torch.Tensor, sr: int, f0_track: torch.Tensor | None = None,
+def odd_even(audio: np.ndarray | torch.Tensor, sr: int, f0_track: Estimate | torch.Tensor | None = None,
              hop_seconds: float = 0.005, *, fmin: float = 50.0, fmax: float = 2000.0,
              min_snr: float = 10.0) -> Estimate:
     """Level of the odd partials over the even ones, dB (``E`` of ``docs/synthesis.md``).
@@ -242,14 +229,14 @@ def odd_even(audio: np.ndarray | torch.Tensor, sr: int, f0_track: torch.Tensor |
     Returns
     -------
     Estimate
-        ``value`` ``[B]`` dB, ``reason`` per clip for NaN.
+        ``value`` ``[B]`` float32 in dB (``unit`` ``"dB"``), ``reason`` per clip for NaN.
     """
     return harmonic_summary(audio, sr, f0_track, hop_seconds, fmin=fmin, fmax=fmax,
                             min_snr=min_snr)["odd_even"]
 
 
 def inharmonicity(audio: np.ndarray | torch.Tensor, sr: int,
-                  f0_track: torch.Tensor | None = None, hop_seconds: float = 0.005, *,
+                  f0_track: Estimate | torch.Tensor | None = None, hop_seconds: float = 0.005, *,
                   fmin: float = 50.0, fmax: float = 2000.0) -> Estimate:
     """Stiff-string inharmonicity coefficient ``B`` (Fletcher 1964).
 
@@ -262,13 +249,14 @@ def inharmonicity(audio: np.ndarray | torch.Tensor, sr: int,
     Returns
     -------
     Estimate
-        ``value`` ``[B]`` (dimensionless), ``reason`` per clip for NaN.
+        ``value`` ``[B]`` float32, dimensionless (``unit`` ``"ratio"``), ``reason`` per clip
+        for NaN.
     """
     return harmonic_summary(audio, sr, f0_track, hop_seconds, fmin=fmin,
                             fmax=fmax)["inharmonicity"]
 
 
-def hnr(audio: np.ndarray | torch.Tensor, sr: int, f0_track: torch.Tensor | None = None,
+def hnr(audio: np.ndarray | torch.Tensor, sr: int, f0_track: Estimate | torch.Tensor | None = None,
         hop_seconds: float = 0.005, *, fmin: float = 50.0, fmax: float = 2000.0) -> Estimate:
     """Harmonic-to-noise ratio, dB.
 
@@ -283,6 +271,6 @@ def hnr(audio: np.ndarray | torch.Tensor, sr: int, f0_track: torch.Tensor | None
     Returns
     -------
     Estimate
-        ``value`` ``[B]`` dB, ``reason`` per clip for NaN.
+        ``value`` ``[B]`` float32 in dB (``unit`` ``"dB"``), ``reason`` per clip for NaN.
     """
     return harmonic_summary(audio, sr, f0_track, hop_seconds, fmin=fmin, fmax=fmax)["hnr"]

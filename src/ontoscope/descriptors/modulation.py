@@ -14,7 +14,10 @@ parabolic interpolation and golden-section search. The least-squares sinusoid
 Kürster 2009) needs no whole number of periods in the clip, no windowing, and
 ignores missing frames (weight 0) exactly.
 
-:func:`vibrato` applies it to an f0 track in cents.
+:func:`vibrato` applies it to an f0 track in cents and returns a dict of
+:class:`~ontoscope.descriptors.estimate.Estimate` (rate, depth, centre, R²).
+:func:`best_rate` and :func:`fit_at`, the scan and the fit at given rates, are
+shared with the envelope fits of :mod:`ontoscope.descriptors.envelope`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from ontoscope.descriptors.estimate import Estimate, reasons_where_undefined, values_of
 from ontoscope.errors import AudioError, ConfigError
 
 #: Reason given where a modulation is absent or too weak to have a rate.
@@ -63,33 +67,6 @@ class SinusoidFit(NamedTuple):
     offset: torch.Tensor
     slope: torch.Tensor
     r2: torch.Tensor
-
-
-class Vibrato(NamedTuple):
-    """Result of :func:`vibrato`.
-
-    Attributes
-    ----------
-    rate : Tensor ``[B]``
-        Vibrato rate in Hz; NaN where there is no vibrato (see ``reason``).
-    depth : Tensor ``[B]``
-        Peak frequency deviation in cents; NaN where the track is unusable, the
-        fitted (small) value where the rate is NaN for ``"no modulation"``.
-    centre : Tensor ``[B]``
-        Centre frequency in Hz: ``2^(c / 1200)`` of the fitted cents offset, the
-        geometric centre of the vibrato.
-    r2 : Tensor ``[B]``
-        Partial R² of the sinusoid (see :class:`SinusoidFit`).
-    reason : list of str or None
-        ``None`` where the rate is defined, else why not (``"no modulation"``,
-        ``"too few voiced frames"``).
-    """
-
-    rate: torch.Tensor
-    depth: torch.Tensor
-    centre: torch.Tensor
-    r2: torch.Tensor
-    reason: list[str | None]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -169,9 +146,30 @@ def _scan(y: torch.Tensor, w: torch.Tensor, t: torch.Tensor, freqs: torch.Tensor
     return rss, coef
 
 
-def _fit_at(y: torch.Tensor, w: torch.Tensor, t: torch.Tensor, freq: torch.Tensor,
-            harmonics: Sequence[int], tn: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """RSS ``[B]`` and coefficients ``[B, K]`` at one rate per clip (``freq [B]``)."""
+def fit_at(y: torch.Tensor, w: torch.Tensor, t: torch.Tensor, freq: torch.Tensor,
+           harmonics: Sequence[int], tn: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted least squares of tracks on sinusoids at one rate per clip.
+
+    Parameters
+    ----------
+    y, w : Tensor ``[B, T]``
+        Tracks and their non-negative frame weights (0: frame ignored).
+    t : Tensor ``[T]``
+        Frame times, s.
+    freq : Tensor ``[B]``
+        Rate of each clip, Hz.
+    harmonics : sequence of int
+        Harmonics of the rate in the basis (``(1,)``: one sinusoid).
+    tn : Tensor ``[T]`` or None
+        A drift term (time normalised to [-1, 1]), or None for none.
+
+    Returns
+    -------
+    rss : Tensor ``[B]``
+        Weighted residual sum of squares.
+    coef : Tensor ``[B, K]``
+        Coefficients on ``[1, (tn), sin h·, cos h· for each harmonic]``.
+    """
     phi = _design(t, freq, harmonics, tn)  # [B, K, T]
     wphi = phi * w[:, None, :]
     gram = wphi @ phi.transpose(1, 2)
@@ -187,13 +185,15 @@ def _grid(lo: float, hi: float, duration: float, oversample: float) -> torch.Ten
     return torch.linspace(lo, hi, n, dtype=torch.float64)
 
 
-def _best_rate(y: torch.Tensor, w: torch.Tensor, t: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-               harmonics: Sequence[int], tn: torch.Tensor | None, oversample: float, iters: int,
-               grid: torch.Tensor | None = None) -> torch.Tensor:
-    """Rate in ``[lo, hi]`` (per clip, ``[B]``) minimising the weighted RSS; grid scan then refinement.
+def best_rate(y: torch.Tensor, w: torch.Tensor, t: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+              harmonics: Sequence[int], tn: torch.Tensor | None, oversample: float, iters: int,
+              grid: torch.Tensor | None = None) -> torch.Tensor:
+    """Rate in ``[lo, hi]`` (per clip, ``[B]``, Hz) minimising the weighted RSS of :func:`fit_at`.
 
-    The grid spans ``[min lo, max hi]`` with a step of ``1 / (oversample · duration)``; rates outside a
-    clip's own range are excluded for that clip.
+    A grid scan, then parabolic interpolation and ``iters`` golden-section steps. The grid
+    spans ``[min lo, max hi]`` with a step of ``1 / (oversample · duration)``; rates outside a
+    clip's own range are excluded for that clip. ``y``, ``w``, ``t``, ``harmonics`` and ``tn``
+    as for :func:`fit_at`. Returns a Tensor ``[B]``, Hz.
     """
     dev = y.device
     duration = float(t[-1] - t[0]) if t.numel() > 1 else 1.0
@@ -220,8 +220,8 @@ def _best_rate(y: torch.Tensor, w: torch.Tensor, t: torch.Tensor, lo: torch.Tens
     b = torch.minimum(grid[j] + step, hi)
     c = b - _GOLDEN * (b - a)
     d = a + _GOLDEN * (b - a)
-    fc, _ = _fit_at(y, w, t, c, harmonics, tn)
-    fd, _ = _fit_at(y, w, t, d, harmonics, tn)
+    fc, _ = fit_at(y, w, t, c, harmonics, tn)
+    fd, _ = fit_at(y, w, t, d, harmonics, tn)
     for _ in range(iters):
         left = fc < fd
         b = torch.where(left, d, b)
@@ -230,12 +230,12 @@ def _best_rate(y: torch.Tensor, w: torch.Tensor, t: torch.Tensor, lo: torch.Tens
         new_d = a + _GOLDEN * (b - a)
         c_next = torch.where(left, new_c, d)
         d_next = torch.where(left, c, new_d)
-        f_new, _ = _fit_at(y, w, t, torch.where(left, new_c, new_d), harmonics, tn)
+        f_new, _ = fit_at(y, w, t, torch.where(left, new_c, new_d), harmonics, tn)
         fc, fd = torch.where(left, f_new, fd), torch.where(left, fc, f_new)
         c, d = c_next, d_next
     f_gold = 0.5 * (a + b)
-    r_gold, _ = _fit_at(y, w, t, f_gold, harmonics, tn)
-    r_par, _ = _fit_at(y, w, t, f_best.clamp(lo, hi), harmonics, tn)
+    r_gold, _ = fit_at(y, w, t, f_gold, harmonics, tn)
+    r_par, _ = fit_at(y, w, t, f_best.clamp(lo, hi), harmonics, tn)
     return torch.where(r_gold <= r_par, f_gold, f_best.clamp(lo, hi))
 
 
@@ -327,8 +327,8 @@ def fit_sinusoid(
     lo_t = torch.full((b,), lo, dtype=torch.float64, device=y.device)
     hi_t = torch.full((b,), hi, dtype=torch.float64, device=y.device)
     harmonics = (1,)
-    rate = _best_rate(yc, w, t, lo_t, hi_t, harmonics, tn, oversample, refine_iters)
-    rss, coef = _fit_at(yc, w, t, rate, harmonics, tn)
+    rate = best_rate(yc, w, t, lo_t, hi_t, harmonics, tn, oversample, refine_iters)
+    rss, coef = fit_at(yc, w, t, rate, harmonics, tn)
     k0 = 2 if drift else 1
     a, bb = coef[:, k0], coef[:, k0 + 1]
     amp = torch.hypot(a, bb)
@@ -350,14 +350,14 @@ def fit_sinusoid(
 
 
 def vibrato(
-    f0_track: torch.Tensor | np.ndarray,
-    times: torch.Tensor | np.ndarray | float,
+    f0_track: Estimate | torch.Tensor | np.ndarray,
+    times: torch.Tensor | np.ndarray | float | None = None,
     rate_range: tuple[float, float] = (2.0, 12.0),
     weights: torch.Tensor | np.ndarray | None = None,
     min_depth: float = 3.0,
     min_r2: float = 0.3,
     min_frames: int = 20,
-) -> Vibrato:
+) -> dict[str, Estimate]:
     """Vibrato rate, depth and centre frequency from f0 tracks.
 
     The track is converted to cents, ``c(t) = 1200 log2(f0(t) / f_ref)`` (``f_ref``
@@ -381,11 +381,13 @@ def vibrato(
 
     Parameters
     ----------
-    f0_track : Tensor or array ``[B, T]`` (or ``[T]``)
-        Fundamental frequency in Hz, NaN (or ≤ 0) where unvoiced, e.g. from
-        ``ontoscope.descriptors.pitch.f0_track``.
+    f0_track : Estimate, or Tensor or array ``[B, T]`` (or ``[T]``)
+        Fundamental frequency in Hz, NaN (or ≤ 0) where unvoiced: the Estimate of
+        :func:`ontoscope.descriptors.pitch.f0_track` (whose ``times`` are used when
+        ``times`` is not given), or a track.
     times : Tensor or array ``[T]``, or float
-        Frame times in seconds, or the frame rate in Hz.
+        Frame times in seconds, or the frame rate in Hz; needed unless ``f0_track`` is an
+        Estimate with ``times``.
     rate_range : (float, float)
         Vibrato rates searched, Hz.
     weights : Tensor or array, optional
@@ -399,10 +401,19 @@ def vibrato(
 
     Returns
     -------
-    Vibrato
-        ``rate`` [B] Hz, ``depth`` [B] cents, ``centre`` [B] Hz, ``r2`` [B], ``reason``.
+    dict of str to Estimate
+        Each ``[B]`` float64: ``vibrato_rate`` (``"Hz"``; NaN with reason ``"no modulation"``
+        or ``"too few voiced frames"``), ``vibrato_depth`` (``"cents"``, peak deviation; NaN
+        only with ``"too few voiced frames"``: where there is no vibrato it is the small
+        fitted value), ``vibrato_centre`` (``"Hz"``: ``f_ref 2^(c0 / 1200)``, the geometric
+        centre of the vibrato) and ``vibrato_r2`` (``"ratio"``: the partial R² of the
+        sinusoid in the vibrato band).
     """
-    f0 = _as_track(f0_track, "f0_track")
+    if times is None:
+        if not isinstance(f0_track, Estimate) or f0_track.times is None:
+            raise ConfigError("vibrato needs the frame times of the f0 track (or an Estimate that has them)")
+        times = f0_track.times
+    f0 = _as_track(values_of(f0_track), "f0_track")
     b, n = f0.shape
     t = _as_times(times, n, f0.device)
     f0 = torch.where(f0 > 0, f0, torch.full_like(f0, math.nan))
@@ -432,10 +443,16 @@ def vibrato(
     rate = torch.where(present, fit.rate, nan)
     depth = torch.where(enough, fit.amplitude, nan)
     centre = ref * torch.exp2(fit.offset / 1200)
-    reason: list[str | None] = []
-    for e, p in zip(enough.tolist(), present.tolist(), strict=True):
-        reason.append(None if p else (NO_MODULATION if e else TOO_FEW_FRAMES))
-    return Vibrato(rate, depth, centre, torch.where(enough, r2_band, nan), reason)
+    r2 = torch.where(enough, r2_band, nan)
+    too_few = [TOO_FEW_FRAMES] * b
+    rate_reason = ["" if p else (NO_MODULATION if e else TOO_FEW_FRAMES)
+                   for e, p in zip(enough.tolist(), present.tolist(), strict=True)]
+    return {
+        "vibrato_rate": Estimate(rate, "Hz", rate_reason),
+        "vibrato_depth": Estimate(depth, "cents", reasons_where_undefined(depth, too_few)),
+        "vibrato_centre": Estimate(centre, "Hz", reasons_where_undefined(centre, too_few)),
+        "vibrato_r2": Estimate(r2, "ratio", reasons_where_undefined(r2, too_few)),
+    }
 
 
 def _fill_gaps(y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -488,10 +505,10 @@ def _model(fit: SinusoidFit, t: torch.Tensor) -> torch.Tensor:
 
 
 def vibrato_descriptors(
-    f0_track: torch.Tensor | np.ndarray,
-    times: torch.Tensor | np.ndarray | float,
+    f0_track: Estimate | torch.Tensor | np.ndarray,
+    times: torch.Tensor | np.ndarray | float | None = None,
     **kwargs: object,
-) -> dict:
+) -> dict[str, Estimate]:
     """Vibrato descriptors of a batch of f0 tracks, keyed by factor name.
 
     Parameters
@@ -503,16 +520,10 @@ def vibrato_descriptors(
 
     Returns
     -------
-    dict
-        ``vibrato_rate`` (Hz) and ``vibrato_depth`` (cents), Tensors ``[B]`` float32, and
-        ``reasons``: ``{"vibrato_rate": [...], "vibrato_depth": [...]}``, per-clip reasons
-        (``None`` where the value is defined). Where there is no vibrato the rate is
-        NaN and the depth is the small fitted value (defined).
+    dict of str to Estimate
+        ``vibrato_rate`` (Hz) and ``vibrato_depth`` (cents), ``[B]`` float32, as
+        :func:`vibrato` gives them. Where there is no vibrato the rate is NaN and the
+        depth is the small fitted value (defined).
     """
     v = vibrato(f0_track, times, **kwargs)  # type: ignore[arg-type]
-    depth_reason = [TOO_FEW_FRAMES if r == TOO_FEW_FRAMES else None for r in v.reason]
-    return {
-        "vibrato_rate": v.rate.float(),
-        "vibrato_depth": v.depth.float(),
-        "reasons": {"vibrato_rate": list(v.reason), "vibrato_depth": depth_reason},
-    }
+    return {k: v[k].to(torch.float32) for k in ("vibrato_rate", "vibrato_depth")}

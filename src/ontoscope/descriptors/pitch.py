@@ -32,7 +32,7 @@ in torch, in three steps:
    10-100 cents at beat depths above 0.5). The clip's partials are measured on
    one long spectrum -- of the clip itself when its pitch is steady, of the clip
    time-warped by its track under vibrato (see
-   :mod:`ontoscope.descriptors._partials`) -- where each partial and its copy are
+   :mod:`ontoscope.descriptors.partials`) -- where each partial and its copy are
    separate lines, and the track is rescaled so its median is the fundamental of
    the partials' series.
 
@@ -64,7 +64,8 @@ import math
 import numpy as np
 import torch
 
-from ontoscope.descriptors._partials import Partials, fast_len, measure
+from ontoscope.descriptors.estimate import Estimate, values_of
+from ontoscope.descriptors.partials import Partials, fast_len, measure_partials
 from ontoscope.descriptors.validate import as_audio_batch
 from ontoscope.errors import ConfigError, SampleRateError
 
@@ -76,6 +77,9 @@ _CORRECTION_PARTIALS = {"max_partials": 12, "stages": (4, 12), "max_freq": "auto
 
 #: Margin (samples) of signal on each side of the window used by the sub-sample refinement.
 _MARGIN = 8
+
+#: Reason of a clip without (enough) voiced frames.
+UNVOICED = "unvoiced"
 
 
 def _shifted(x: torch.Tensor, shift: torch.Tensor, left: int, right: int) -> torch.Tensor:
@@ -320,7 +324,16 @@ def _lowpass(x: torch.Tensor, factor: int = 1, start: float = 0.40, stop: float 
     return torch.fft.irfft(spec * g, m, dim=-1) * (m / (m * factor))
 
 
-def _check_args(sr: int, fmin: float, fmax: float, hop_seconds: float) -> None:
+def check_f0_args(sr: int, fmin: float, fmax: float, hop_seconds: float) -> None:
+    """Raise a one-line error unless ``sr`` (Hz), the f0 range ``[fmin, fmax]`` (Hz) and the hop (s) make sense.
+
+    Raises
+    ------
+    SampleRateError
+        A sample rate that is not a positive integer, ``fmax`` at or above Nyquist.
+    ConfigError
+        ``fmin >= fmax`` (or not positive and finite), a hop that is not positive.
+    """
     if isinstance(sr, bool) or not isinstance(sr, (int, np.integer)) or sr <= 0:
         raise SampleRateError(f"sample rate must be a positive integer in Hz, got {sr!r}")
     if not (math.isfinite(fmin) and math.isfinite(fmax) and 0 < fmin < fmax):
@@ -386,7 +399,7 @@ def f0_track(
     refine: bool = True,
     harmonic_correction: bool = True,
     chunk: int = 64,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> Estimate:
     """Frame-wise fundamental frequency by YIN with sub-sample refinement.
 
     Parameters
@@ -429,12 +442,13 @@ def f0_track(
 
     Returns
     -------
-    f0 : Tensor ``[B, T]`` float32
-        Fundamental frequency in Hz; NaN in unvoiced frames.
-    periodicity : Tensor ``[B, T]`` float32
-        ``1 - d'`` at the chosen lag, in [0, 1] (1: perfectly periodic).
-    times : Tensor ``[T]`` float32
-        Frame times in seconds, ``i * hop`` for ``i = 0 .. floor((N - 1) / hop)``.
+    Estimate
+        ``value``: Tensor ``[B, T]`` float32, the fundamental frequency in Hz (``unit``
+        ``"Hz"``), NaN in unvoiced frames; ``times``: Tensor ``[T]`` float32, frame times
+        in seconds, ``i * hop`` for ``i = 0 .. floor((N - 1) / hop)``; ``confidence``:
+        Tensor ``[B, T]`` float32, the periodicity ``1 - d'`` at the chosen lag, in [0, 1]
+        (1: perfectly periodic); ``reason``: ``"unvoiced"`` for a clip with no voiced
+        frame, else ``""``.
 
     Raises
     ------
@@ -457,7 +471,37 @@ def f0_track(
         voicing_threshold=voicing_threshold, window_periods=window_periods,
         min_window=min_window, search_octaves=search_octaves, refine=refine,
         harmonic_correction=harmonic_correction, chunk=chunk)
-    return f0, per, times
+    return _track_estimate(f0, times, per)
+
+
+def _track_estimate(f0: torch.Tensor, times: torch.Tensor, confidence: torch.Tensor | None) -> Estimate:
+    voiced = torch.isfinite(f0).any(-1).tolist()
+    return Estimate(f0, "Hz", tuple("" if v else UNVOICED for v in voiced), times=times, confidence=confidence)
+
+
+def track_partials(
+    audio: np.ndarray | torch.Tensor,
+    sr: int,
+    fmin: float = 50.0,
+    fmax: float = 2000.0,
+    hop_seconds: float = 0.005,
+) -> tuple[Estimate, Partials]:
+    """The f0 track of :func:`f0_track` without its harmonic correction, and the partials measured along it.
+
+    The analysis :mod:`ontoscope.descriptors.harmonic` starts from when it is given no track: the
+    partials of every clip (:func:`~ontoscope.descriptors.partials.measure_partials` with its defaults:
+    up to 64 partials, the HNR) on the long pitch-synchronous spectrum.
+
+    Returns
+    -------
+    track : Estimate
+        As :func:`f0_track` (``[B, T]`` Hz, ``times``, ``confidence``), uncorrected.
+    partials : Partials
+        The partials of the ``B`` clips.
+    """
+    f0, per, times, parts = _analyse(audio, sr, fmin, fmax, hop_seconds, harmonic_correction=False,
+                                     partials=True)
+    return _track_estimate(f0, times, per), Partials.cat(parts)
 
 
 def _analyse(audio: np.ndarray | torch.Tensor, sr: int, fmin: float, fmax: float,
@@ -467,7 +511,7 @@ def _analyse(audio: np.ndarray | torch.Tensor, sr: int, fmin: float, fmax: float
              harmonic_correction: bool = True, partials: bool = False, chunk: int = 64,
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[Partials]]:
     """:func:`f0_track`, also returning the partial measurements (one per chunk)."""
-    _check_args(sr, float(fmin), float(fmax), float(hop_seconds))
+    check_f0_args(sr, float(fmin), float(fmax), float(hop_seconds))
     # one period of fmin at least
     x = as_audio_batch(audio, sr, min_samples=max(16, int(math.ceil(sr / fmin))))
     hop = max(1, int(round(hop_seconds * sr)))
@@ -551,29 +595,31 @@ def _track(x: torch.Tensor, sr: int, fmin: float, fmax: float, hop: int, n_frame
         top = torch.nanmedian(f0, -1).values
         top = float(top[torch.isfinite(top)].max()) if bool(torch.isfinite(top).any()) else sr / 2
         partials_args = {**partials_args, "max_freq": 3.0 * top}
-    parts = measure(x, sr, f0, hop, spectrum=spec, **partials_args) if harmonic else None
+    parts = measure_partials(x, sr, f0, hop, spectrum=spec, **partials_args) if harmonic else None
     return f0, per, parts
 
 
-def clip_f0(f0: torch.Tensor | tuple, min_voiced: float = 0.25) -> torch.Tensor:
+def clip_f0(f0: Estimate | torch.Tensor, min_voiced: float = 0.25) -> Estimate:
     """One f0 per clip: the median of the voiced frames of a track.
 
     Parameters
     ----------
-    f0 : Tensor ``[B, T]`` (Hz, NaN where unvoiced), or the tuple :func:`f0_track` returns
+    f0 : Estimate or Tensor ``[B, T]``
+        An f0 track in Hz, NaN where unvoiced: what :func:`f0_track` returns, or its ``value``.
     min_voiced : float
         Fraction of frames that must be voiced; clips with fewer give NaN.
 
     Returns
     -------
-    Tensor ``[B]`` float32, Hz.
+    Estimate
+        ``value`` Tensor ``[B]`` (the track's dtype, float32 from :func:`f0_track`) in Hz;
+        NaN with reason ``"unvoiced"`` where fewer than ``min_voiced`` of the frames are voiced.
     """
-    if isinstance(f0, tuple):
-        f0 = f0[0]
-    f0 = torch.as_tensor(f0)
+    f0 = torch.as_tensor(values_of(f0))
     if f0.ndim == 1:
         f0 = f0[None]
     voiced = torch.isfinite(f0)
     frac = voiced.float().mean(-1)
     med = torch.nanmedian(f0, dim=-1).values
-    return torch.where(frac >= min_voiced, med, torch.full_like(med, float("nan")))
+    med = torch.where(frac >= min_voiced, med, torch.full_like(med, float("nan")))
+    return Estimate(med, "Hz", tuple(UNVOICED if math.isnan(v) else "" for v in med.tolist()))

@@ -34,6 +34,7 @@ from ontoscope.descriptors.pitch import f0_track
 from ontoscope.errors import ConfigError
 from ontoscope.stimuli.dataset import StimulusSet, space_to_dict
 from ontoscope.stimuli.factors import INSTRUMENT, FactorSpace
+from ontoscope.stimuli.pairs import counterfactual_pairs
 from ontoscope.stimuli.soundfont import key_frequency, open_soundfont
 from ontoscope.stimuli.soundfont_set import (
     BASELINE,
@@ -117,8 +118,6 @@ def render_stimuli(
     space.check_sample_rate(sr)
     space.check_duration(seconds)
     if pairs:
-        from ontoscope.stimuli.pairs import counterfactual_pairs
-
         table = counterfactual_pairs(space, n, seed=seed)
         meta = {"space": space_to_dict(space), "seed": seed, "pairs": True, "source": "synth"}
         return StimulusSet.render(out, table, sr, seconds, overwrite=overwrite, progress=progress, meta=meta,
@@ -299,8 +298,9 @@ def _against_baseline(audio: np.ndarray, baseline: np.ndarray, sr: int, notes: n
         sel = torch.from_numpy(np.flatnonzero(notes == key))
         f_note = float(key_frequency(key))
         lo, hi = f_note / math.sqrt(2.0), min(f_note * math.sqrt(2.0), 0.45 * sr)
-        tx, _, times = f0_track(x[sel], sr, fmin=lo, fmax=hi)
-        tb, _, _ = f0_track(b[sel], sr, fmin=lo, fmax=hi)
+        track_x = f0_track(x[sel], sr, fmin=lo, fmax=hi)
+        tx, times = track_x.value, track_x.times
+        tb = f0_track(b[sel], sr, fmin=lo, fmax=hi).value
         if f_x is None or f_b is None:
             f_x = torch.full((len(notes), tx.shape[1]), math.nan, dtype=torch.float64)
             f_b = f_x.clone()
@@ -308,15 +308,15 @@ def _against_baseline(audio: np.ndarray, baseline: np.ndarray, sr: int, notes: n
     assert f_x is not None and f_b is not None and times is not None
     own_vib = vibrato(f_b, times, rate_range=vibrato_range)
     own_env = envelope_analysis(b, sr, f_b)
-    res = {BASELINE + "vibrato_rate": own_vib.rate, BASELINE + "vibrato_depth": own_vib.depth,
+    res = {BASELINE + "vibrato_rate": own_vib["vibrato_rate"], BASELINE + "vibrato_depth": own_vib["vibrato_depth"],
            BASELINE + "tremolo_rate": own_env["tremolo_rate"], BASELINE + "tremolo_depth": own_env["tremolo_depth"],
            BASELINE + "attack": own_env["attack"]}
-    out = {k: v.double().numpy() for k, v in res.items()}
+    out = {k: v.value.double().numpy() for k, v in res.items()}
     nan = np.full(len(notes), np.nan)
     # the vibrato the bend added: the clip's pitch relative to the recording's own (cents about 440 Hz)
     ctl = vibrato(440.0 * f_x / f_b, times, rate_range=vibrato_range)
-    out[CONTROL + "vibrato_rate"] = np.where(vib_on, ctl.rate.numpy(), nan)
-    out[CONTROL + "vibrato_depth"] = np.where(vib_on, ctl.depth.numpy(), nan)
+    out[CONTROL + "vibrato_rate"] = np.where(vib_on, ctl["vibrato_rate"].value.numpy(), nan)
+    out[CONTROL + "vibrato_depth"] = np.where(vib_on, ctl["vibrato_depth"].value.numpy(), nan)
     # the tremolo expression added: the ratio of the two amplitude envelopes
     if trem_on.any():
         rate, depth = _control_tremolo(x[trem_on], b[trem_on], sr, f_b[trem_on], tremolo_range)

@@ -12,6 +12,10 @@ conventions: centroid, spread and rolloff are 0 Hz, flatness is 1.
 :func:`spectral_summary` leaves those frames out of its means, and returns NaN
 for a clip with no sounding frame at all.
 
+The per-frame functions return plain Tensors ``[B, T]`` (librosa's frame features);
+:func:`spectral_summary`, the per-clip descriptors, returns a dict of
+:class:`~ontoscope.descriptors.estimate.Estimate`.
+
 References
 ----------
 Peeters, G. (2004). A large set of audio features for sound description
@@ -23,10 +27,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ontoscope.descriptors.estimate import Estimate, reasons_where_undefined
 from ontoscope.descriptors.validate import as_audio_batch
 from ontoscope.errors import AudioError, ConfigError
 
 _TINY = float(np.finfo(np.float32).tiny)
+
+#: Reason of a clip without a sounding frame.
+SILENT = "silent"
+#: Unit of each per-clip descriptor of :func:`spectral_summary`.
+UNITS = {"centroid": "Hz", "spread": "Hz", "flatness": "ratio", "rolloff": "Hz", "rms": "FS"}
 
 
 def _check_frames(n_fft: int, hop: int) -> None:
@@ -285,7 +295,7 @@ def spectral_features(
 
 def spectral_summary(
     audio: np.ndarray | torch.Tensor, sr: int, n_fft: int = 2048, hop: int = 512,
-) -> dict[str, torch.Tensor]:
+) -> dict[str, Estimate]:
     """Per-clip means of the per-frame spectral descriptors.
 
     Parameters
@@ -299,18 +309,22 @@ def spectral_summary(
 
     Returns
     -------
-    dict of Tensor ``[B]`` float32
-        ``centroid``, ``spread``, ``rolloff`` (Hz) and ``flatness`` (0-1): means over
-        the clip's sounding frames (silent frames, whose values are conventions,
-        are left out; NaN for a clip that is all silence). ``rms``: mean of the
-        per-frame RMS (linear) over all frames.
+    dict of str to Estimate
+        Each ``[B]`` float32 (units in :data:`UNITS`): ``centroid``, ``spread``,
+        ``rolloff`` (``"Hz"``) and ``flatness`` (``"ratio"``, 0-1): means over the
+        clip's sounding frames (silent frames, whose values are conventions, are left
+        out; NaN with reason ``"silent"`` for a clip that is all silence). ``rms``
+        (``"FS"``, linear, full scale 1): mean of the per-frame RMS over all frames.
     """
     feats = spectral_features(audio, sr, n_fft, hop)
     sounding = (~feats["silent"]).to(torch.float32)
     count = sounding.sum(1)
+    silent = [SILENT] * count.shape[0]
     out = {}
     for key in ("centroid", "spread", "flatness", "rolloff"):
         mean = (feats[key] * sounding).sum(1) / count.clamp(min=1.0)
-        out[key] = torch.where(count > 0, mean, torch.full_like(mean, float("nan")))
-    out["rms"] = feats["rms"].mean(1)
+        mean = torch.where(count > 0, mean, torch.full_like(mean, float("nan")))
+        out[key] = Estimate(mean, UNITS[key], reasons_where_undefined(mean, silent))
+    rms_mean = feats["rms"].mean(1)
+    out["rms"] = Estimate(rms_mean, UNITS["rms"], reasons_where_undefined(rms_mean, silent))
     return out

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ontoscope.descriptors import measure
 from ontoscope.errors import ConfigError
 from ontoscope.models.planted import PlantedModel
 from ontoscope.models.protocol import Site, StagedModel, site_index
@@ -187,8 +188,6 @@ class PlaceControl(nn.Module):
 
     def encode(self, audio: torch.Tensor, upto: str) -> torch.Tensor:
         """The salience ``[B, P, T]`` of the clip's measured f0 (all zeros where it is undefined)."""
-        from ontoscope.descriptors import measure
-
         site_index(self._sites, upto)
         f0 = torch.tensor(measure(audio.detach().cpu(), self.sample_rate)["f0"].to_numpy(), dtype=torch.float32)
         pos = (1200 * torch.log2(f0) - self.low_cents) / self.CENTS_PER_BIN  # [B] fractional bin

@@ -33,6 +33,7 @@ class ConvAE(StagedModel):
     """
 
     output = "audio"
+    takes_audio = True  # preprocess only right-pads with zeros and adds a channel axis
 
     def __init__(self, spec: ConvAESpec) -> None:
         self.spec = spec

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ontoscope.descriptors import measure
 from ontoscope.errors import ConfigError
 from ontoscope.models.protocol import Site, site_index
 from ontoscope.stimuli.factors import FactorSpace
@@ -112,8 +113,6 @@ class PlantedModel(nn.Module):
         The encoder is a fixed function of each clip, so every clip's ``u`` is remembered (keyed by a digest of
         its samples): a clip encoded again (the capture, the steered clips, the pairs) is not measured again.
         """
-        from ontoscope.descriptors import measure
-
         x = audio.detach().cpu().float().contiguous().numpy()
         keys = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in x]
         todo = [i for i, k in enumerate(keys) if k not in self._memo]

@@ -67,8 +67,13 @@ class Site:
     notes: dict = field(default_factory=dict, compare=False)
 
     def frame_rate(self, sample_rate: int) -> float | None:
-        """Frames per second at this site, or None if the stride is unknown."""
-        return None if self.stride is None else sample_rate / self.stride
+        """Frames per second at this site, or None if the stride is unknown (None, NaN or not positive).
+
+        The one place a site's frame rate is computed: capture, steering and the operator analysis ask here.
+        """
+        if self.stride is None or not self.stride > 0:
+            return None
+        return sample_rate / self.stride
 
     def with_geometry(self, stride: int | None, receptive_field: int | None) -> Site:
         """The same site with its stride and receptive field filled in."""
@@ -102,6 +107,58 @@ class AudioModel(Protocol):
     def decode(self, acts: torch.Tensor, site: str) -> torch.Tensor | None:
         """Audio from activations at ``site``, or None for models that produce no audio."""
         ...
+
+
+@runtime_checkable
+class SiteChain(Protocol):
+    """What a model that is a chain of sites adds to :class:`AudioModel` (optional: :class:`StagedModel` has it).
+
+    Its forward pass runs one module per site, in site order: ``stage(name)`` maps the activations at the site
+    before (or the preprocessed input, for the first site) to those at ``name``, so every layer met on the way
+    to a site lies in its stage or an earlier one. ``advance`` runs the chain from one site to a later one.
+    ``takes_audio`` is True when the first stage reads the audio itself with a channel axis added (and at most
+    zero padding), so that the chain from the input is made of the stages alone.
+    Analyses reach these through :func:`site_module`, :func:`advance` and :func:`takes_audio`, which answer for
+    any model, never through a concrete class.
+    """
+
+    takes_audio: bool
+
+    def stage(self, name: str) -> nn.Module:
+        """The module whose output is the activation at site ``name``."""
+        ...
+
+    def advance(self, acts: torch.Tensor, site: str, upto: str) -> torch.Tensor:
+        """Activations at site ``upto`` from (possibly edited) activations at an earlier ``site``."""
+        ...
+
+
+def site_module(model: AudioModel, name: str) -> nn.Module | None:
+    """The module of a :class:`SiteChain` that produces site ``name``; None for a model that is no chain.
+
+    Unknown names raise :class:`SiteError`.
+    """
+    site_index(model.sites(), name)
+    return model.stage(name) if isinstance(model, SiteChain) else None
+
+
+def advance(model: AudioModel, acts: torch.Tensor, site: str, upto: str, *,
+            what: str = "this analysis") -> torch.Tensor:
+    """Activations at site ``upto`` computed from (possibly edited) activations at an earlier ``site``.
+
+    Only a :class:`SiteChain` can run from one site to another without running the whole model; for any
+    other a one-line :class:`~ontoscope.errors.ConfigError` says that ``what`` needs one.
+    """
+    if not isinstance(model, SiteChain):
+        raise ConfigError(f"{what} needs a model that can run from one site to the next (a chain of stages, "
+                          f"such as StagedModel); {type(model).__name__} is not one")
+    return model.advance(acts, site, upto)
+
+
+def takes_audio(model: AudioModel) -> bool:
+    """True for a :class:`SiteChain` whose first stage reads the audio itself (a channel axis added, at most
+    zero padding): the linear path from the input to a site is then that of its stages alone."""
+    return isinstance(model, SiteChain) and bool(model.takes_audio)
 
 
 def site_index(sites: Sequence[Site], name: str) -> int:
@@ -139,6 +196,16 @@ class StagedModel(nn.Module):
     def site(self, name: str) -> Site:
         """The site called ``name``."""
         return self._sites[site_index(self._sites, name)]
+
+    def stage(self, name: str) -> nn.Module:
+        """The stage whose output is the activation at site ``name``."""
+        return self.stages[site_index(self._sites, name)]
+
+    @property
+    def takes_audio(self) -> bool:
+        """True when :meth:`preprocess` is the default (only a channel axis added); a subclass whose own
+        preprocessing only pads with zeros as well says so with ``takes_audio = True``."""
+        return type(self).preprocess is StagedModel.preprocess
 
     def preprocess(self, audio: torch.Tensor) -> torch.Tensor:
         """Turn audio ``[B, samples]`` into the first stage's input (default: add a channel axis)."""

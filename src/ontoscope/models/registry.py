@@ -26,7 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from ontoscope.errors import ConfigError
+from ontoscope.models.adapters import basic_pitch, fcpe, resemblyzer, silero_vad
+from ontoscope.models.adapters.crepe import crepe_weights, load_crepe
+from ontoscope.models.adapters.hf import HF_REFERENCES, load_hf
+from ontoscope.models.adapters.pesto import load_pesto, pesto_checkpoint
+from ontoscope.models.checkpoint import load_checkpoint
+from ontoscope.models.family import build
+from ontoscope.models.planted import PlantedModel
 from ontoscope.models.protocol import AudioModel
+from ontoscope.models.spec import load_spec
+from ontoscope.stimuli.factors import FactorSpace
 
 __all__ = ["check_model", "list_models", "load_model", "register"]
 
@@ -39,45 +48,32 @@ def _crepe(ref: str, seed: int, **options: Any) -> AudioModel | None:
     capacity = ref.split(":", 1)[1]
     if capacity not in ("tiny", "full"):
         raise ConfigError(f"unknown CREPE model {ref!r}; use crepe:tiny or crepe:full")
-    from ontoscope.models.adapters.crepe import load_crepe
-
     return load_crepe(capacity, **options)
 
 
 def _pesto(ref: str, seed: int, **options: Any) -> AudioModel | None:
     if ref != "pesto":
         return None
-    from ontoscope.models.adapters.pesto import load_pesto
-
     return load_pesto(**options)
 
 
-# Trained networks whose weights ship in their PyPI packages: reference -> (adapter module, loader, the function
-# that finds the weights without importing the package: a one-line error naming the install when they are missing).
-_PACKAGED = {
-    "fcpe": ("fcpe", "load_fcpe", "fcpe_checkpoint"),
-    "basic-pitch": ("basic_pitch", "load_basic_pitch", "basic_pitch_onnx"),
-    "silero-vad": ("silero_vad", "load_silero_vad", "silero_vad_data"),
-    "resemblyzer": ("resemblyzer", "load_resemblyzer", "resemblyzer_weights"),
+# Trained networks whose weights ship in their PyPI packages: reference -> (loader, the function that finds the
+# weights without importing the package: a one-line error naming the install when they are missing).
+_PACKAGED: dict[str, tuple[Callable[..., Any], Callable[[], Any]]] = {
+    "fcpe": (fcpe.load_fcpe, fcpe.fcpe_checkpoint),
+    "basic-pitch": (basic_pitch.load_basic_pitch, basic_pitch.basic_pitch_onnx),
+    "silero-vad": (silero_vad.load_silero_vad, silero_vad.silero_vad_data),
+    "resemblyzer": (resemblyzer.load_resemblyzer, resemblyzer.resemblyzer_weights),
 }
 
 
-def _adapter(ref: str, what: int) -> Callable[..., Any]:
-    import importlib
-
-    module = importlib.import_module(f"ontoscope.models.adapters.{_PACKAGED[ref][0]}")
-    return getattr(module, _PACKAGED[ref][what])
-
-
 def _packaged(ref: str, seed: int, **options: Any) -> AudioModel | None:
-    return _adapter(ref, 1)(**options) if ref in _PACKAGED else None
+    return _PACKAGED[ref][0](**options) if ref in _PACKAGED else None
 
 
 def _hf(ref: str, seed: int, **options: Any) -> AudioModel | None:
     if not ref.startswith("hf:"):
         return None
-    from ontoscope.models.adapters.hf import load_hf
-
     return load_hf(ref[3:], seed=seed, **options)
 
 
@@ -85,8 +81,6 @@ def _family_checkpoint(ref: str, seed: int, **options: Any) -> AudioModel | None
     path = Path(ref).expanduser()
     if not (path.is_dir() and (path / "card.json").is_file()):
         return None
-    from ontoscope.models.checkpoint import load_checkpoint
-
     return load_checkpoint(path, **options)[0]
 
 
@@ -94,9 +88,6 @@ def _family_spec(ref: str, seed: int, **options: Any) -> AudioModel | None:
     path = Path(ref).expanduser()
     if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
         return None
-    from ontoscope.models.family import build
-    from ontoscope.models.spec import load_spec
-
     return build(load_spec(path), seed=seed, **options).eval()
 
 
@@ -125,9 +116,6 @@ def _is_planted(ref: str) -> bool:
 def _planted(ref: str, seed: int, **options: Any) -> AudioModel | None:
     if not _is_planted(ref):
         return None
-    from ontoscope.models.planted import PlantedModel
-    from ontoscope.stimuli.factors import FactorSpace
-
     a = _planted_args(ref)
     return PlantedModel(FactorSpace.create(a["names"]), angle=a["angle"], nonlinearity=a["nonlinearity"],
                         omit=a["omit"], sample_rate=a["sr"], seed=seed, **options)
@@ -151,24 +139,18 @@ def _check_builtin(name: str, ref: str) -> bool:
     if name == "crepe":
         if not ref.startswith("crepe:"):
             return False
-        from ontoscope.models.adapters.crepe import crepe_weights
-
         crepe_weights(ref.split(":", 1)[1])
     elif name == "pesto":
         if ref != "pesto":
             return False
-        from ontoscope.models.adapters.pesto import pesto_checkpoint
-
         pesto_checkpoint()
     elif name == "packaged":
         if ref not in _PACKAGED:
             return False
-        _adapter(ref, 2)()
+        _PACKAGED[ref][1]()
     elif name == "hf":
         if not ref.startswith("hf:"):
             return False
-        from ontoscope.models.adapters.hf import HF_REFERENCES
-
         name_or_path = ref[3:]
         if name_or_path not in HF_REFERENCES and not (Path(name_or_path).expanduser() / "config.json").is_file():
             raise ConfigError(f"unknown Hugging Face reference {ref!r}: not one of "
@@ -182,8 +164,6 @@ def _check_builtin(name: str, ref: str) -> bool:
     elif name == "spec":
         if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
             return False
-        from ontoscope.models.spec import load_spec
-
         load_spec(path)
     return True
 
@@ -217,8 +197,6 @@ def register(name: str, resolver: Resolver, first: bool = False) -> None:
 
 def list_models() -> list[tuple[str, str]]:
     """Every reference :func:`load_model` knows, with a one-line description."""
-    from ontoscope.models.adapters.hf import HF_REFERENCES
-
     out = [
         ("crepe:tiny", "CREPE tiny pitch estimator, published weights (Kim et al. 2018); 16 kHz, 10 ms frames"),
         ("crepe:full", "CREPE full pitch estimator, published weights (Kim et al. 2018); 16 kHz, 10 ms frames"),

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.signal import resample_poly
 
 from ontoscope.errors import AudioError, SampleRateError
 
@@ -91,14 +92,12 @@ def resample(audio: torch.Tensor, sr: int, target_sr: int, rolloff: float = 0.94
 @functools.lru_cache(maxsize=16)
 def _resampler(old: int, new: int, zeros: int, rolloff: float, device: str) -> torch.nn.Module:
     """A ``julius.ResampleFrac`` (its windowed-sinc kernels built once per rate pair and device)."""
-    import julius
+    import julius  # noqa: PLC0415  # optional: julius (the adapters extra); scipy resamples without it
 
     return julius.ResampleFrac(old, new, zeros=zeros, rolloff=rolloff).to(device)
 
 
 def _resample_scipy(audio: torch.Tensor, sr: int, target_sr: int, n_out: int) -> torch.Tensor:
-    from scipy.signal import resample_poly
-
     g = math.gcd(sr, target_sr)
     x = audio.detach().cpu().double().numpy()
     y = resample_poly(x, target_sr // g, sr // g, axis=-1)[..., :n_out]

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from ontoscope.errors import ConfigError
+from ontoscope.stimuli.factors import get_factor
 
 
 class _Spec(BaseModel):
@@ -153,8 +154,6 @@ class SpecCNNSpec(_Spec):
         if self.mode == "encoder" and not self.factors:
             raise ValueError("encoder mode regresses factors: list them in 'factors'")
         if self.factors:
-            from ontoscope.stimuli.factors import get_factor
-
             for f in self.factors:
                 get_factor(f)
         bins = self.n_mels if self.frontend == "logmel" else self.n_fft // 2 + 1

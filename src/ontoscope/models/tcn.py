@@ -24,6 +24,7 @@ class TCN(StagedModel):
     """
 
     output = "audio"
+    takes_audio = True  # preprocess only right-pads with zeros and adds a channel axis
 
     def __init__(self, spec: TCNSpec) -> None:
         self.spec = spec

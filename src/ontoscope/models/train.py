@@ -24,6 +24,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ontoscope.errors import ConfigError
 from ontoscope.models.checkpoint import (
@@ -279,8 +280,6 @@ def train(
         history.append({"step": 0, "eval_loss": evaluate(model, audio_eval, t_eval, cfg=cfg)})
     model.train()
     start, t0, done_here = step, time.perf_counter(), 0
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
     show = progress if progress is not None else os.isatty(2)
     bar = Progress(TextColumn("training"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                    TextColumn("loss {task.fields[loss]:.4f}"), TimeRemainingColumn(), disable=not show,

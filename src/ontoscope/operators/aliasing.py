@@ -43,7 +43,8 @@ import torch
 from torch import nn
 
 from ontoscope.models.layers import Blur1d, Downsample1d, ResUnit1d, SameConv1d, Snake1d, Upsample1d
-from ontoscope.models.protocol import AudioModel, StagedModel
+from ontoscope.models.protocol import AudioModel, site_module, takes_audio
+from ontoscope.operators.receptive_field import front_end_geometry
 from ontoscope.operators.spectra import dense_weight
 
 __all__ = [
@@ -191,9 +192,7 @@ def front_end_windows(m: nn.Module) -> tuple[int, list[np.ndarray]] | None:
     STFT / mel front ends (a ``window`` buffer) have one window; a CQT (``lengths``) one Hann window
     per bin, of that bin's length.
     """
-    from ontoscope.operators.receptive_field import _front_end
-
-    fe = _front_end(m)
+    fe = front_end_geometry(m)
     if fe is None:
         return None
     hop = int(fe[1])
@@ -345,8 +344,6 @@ def _apply_conv(h: torch.Tensor, j: int, w: torch.Tensor, dilation: int, groups:
     n_half = h.shape[-1]
     w = w.detach().to(torch.float64).cpu()
     if groups > 1:
-        from ontoscope.operators.spectra import dense_weight
-
         w = dense_weight(w, groups)
     f = torch.linspace(0.0, 0.5, n_half, dtype=torch.float64)
     hr = torch.cat([h.real, h.imag], dim=-1)  # real matmuls on [re | im]
@@ -412,20 +409,19 @@ def composed_response(model: AudioModel, n_grid: int = 8192) -> dict[str, tuple[
     """The linear path from the input to each site (nonlinearities as identity), per site.
 
     Returns ``{site: (H [channels, n_grid // 2 + 1] complex on f = 0 ... 1/2, total stride)}`` for the sites of a
-    :class:`StagedModel` whose stages (and preprocessing, which must only add a channel axis)
-    are chains of the family's layers, plain ``Conv1d`` and pointwise modules; composition stops at
-    the first stage that is not (decoders, front ends, attention, ...).
+    chain of stages (:class:`~ontoscope.models.protocol.SiteChain`) that reads the audio itself
+    (:func:`~ontoscope.models.protocol.takes_audio`) and whose stages are chains of the family's layers, plain
+    ``Conv1d`` and pointwise modules; composition stops at the first stage that is not (decoders, front ends,
+    attention, ...). Empty for any other model.
     """
-    if not isinstance(model, StagedModel):
-        return {}
-    family = getattr(getattr(model, "spec", None), "family", None)
-    if type(model).preprocess is not StagedModel.preprocess and family not in ("conv_ae", "tcn"):
+    if not takes_audio(model):
         return {}
     h = torch.ones(1, n_grid // 2 + 1, dtype=torch.complex128)
     j = 1
     out: dict[str, tuple[torch.Tensor, int]] = {}
-    for site, stage in zip(model.sites(), model.stages, strict=False):
-        if any(isinstance(m, (Upsample1d, nn.ConvTranspose1d)) for m in stage.modules()):
+    for site in model.sites():
+        stage = site_module(model, site.name)
+        if stage is None or any(isinstance(m, (Upsample1d, nn.ConvTranspose1d)) for m in stage.modules()):
             break
         try:
             h, j = _compose(stage, h, j)

@@ -1,4 +1,4 @@
-"""Figures of a latent ontology (matplotlib, Agg backend), written as PNG next to its tables.
+"""Figures of a latent ontology (matplotlib figures, no pyplot), written as PNG next to its tables.
 
 * ``ladder.png``: per site, half the frame rate (the highest rate a trajectory can follow) and
   ``periods / RF`` (the lowest rate a frame can measure), against the oscillatory factors' rate ranges.
@@ -15,8 +15,12 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
+import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from ontoscope.artifacts import save_figure
 
@@ -48,9 +52,6 @@ def _pick_sites(sites: list[str], n: int = 4) -> list[str]:
 
 def write_figures(onto: LatentTables, directory: str | os.PathLike) -> list[Path]:
     """Draw every figure that the ontology's tables allow into ``directory``; returns the paths written."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
     d = Path(directory)
     out: list[Path] = []
     for fn in (_ladder, _aliasing, _spectra, _responses, _cosines, _status):
@@ -61,13 +62,12 @@ def write_figures(onto: LatentTables, directory: str | os.PathLike) -> list[Path
 
 
 def _ladder(onto: LatentTables, d: Path) -> Path | None:
-    import matplotlib.pyplot as plt
-
     geo = onto.sites
     if not len(geo):
         return None
     x = np.arange(len(geo))
-    fig, ax = plt.subplots(figsize=(max(6, 0.5 * len(geo) + 2), 4.5))
+    fig = Figure(figsize=(max(6, 0.5 * len(geo) + 2), 4.5))
+    ax = fig.subplots()
     nyq = geo["frame_rate_hz"].to_numpy(dtype=float) / 2
     periods = float(onto.meta.get("thresholds", {}).get("periods", 1.0))
     rf = geo["receptive_field_s"].to_numpy(dtype=float)
@@ -77,7 +77,7 @@ def _ladder(onto: LatentTables, d: Path) -> Path | None:
     ax.plot(x, min_rate, "s--", label=f"{periods:g} / receptive field (per frame from)")
     mod = onto.modulation
     if len(mod):
-        colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        colours = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
         ranges = mod.drop_duplicates("rate_factor")[["rate_factor", "rate_lo_hz", "rate_hi_hz"]]
         for i, (_, r) in enumerate(ranges.iterrows()):
             ax.axhspan(r["rate_lo_hz"], max(r["rate_hi_hz"], r["rate_lo_hz"] * 1.02), alpha=0.18,
@@ -91,12 +91,11 @@ def _ladder(onto: LatentTables, d: Path) -> Path | None:
 
 
 def _aliasing(onto: LatentTables, d: Path) -> Path | None:
-    import matplotlib.pyplot as plt
-
     al, cum = onto.aliasing, onto.alias_sites
     if not len(al) and not len(cum):
         return None
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2)
     if len(al):
         g = al.groupby(["depth", "layer"], sort=True)["alias_fraction"]
         stats = g.agg(["mean", "min", "max"]).reset_index()
@@ -119,14 +118,13 @@ def _aliasing(onto: LatentTables, d: Path) -> Path | None:
 
 
 def _spectra(onto: LatentTables, d: Path) -> Path | None:
-    import matplotlib.pyplot as plt
-
     sv = onto.spectra_values
     if not len(sv):
         return None
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     layers = list(dict.fromkeys(sv["layer"]))
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     for i, layer in enumerate(layers):
         s = sv[sv["layer"] == layer]
         top = s["sigma"].max()
@@ -143,13 +141,12 @@ def _spectra(onto: LatentTables, d: Path) -> Path | None:
 
 
 def _responses(onto: LatentTables, d: Path) -> Path | None:
-    import matplotlib.pyplot as plt
-
     r = onto.responses
     if not len(r):
         return None
     sites = _pick_sites(list(dict.fromkeys(r["site"])))
-    fig, axes = plt.subplots(1, len(sites), figsize=(4 * len(sites), 4), squeeze=False)
+    fig = Figure(figsize=(4 * len(sites), 4))
+    axes = fig.subplots(1, len(sites), squeeze=False)
     for ax, s in zip(axes[0], sites, strict=True):
         sub = r[r["site"] == s]
         piv = sub.pivot(index="channel", columns="freq_hz", values="response").to_numpy()
@@ -167,15 +164,14 @@ def _responses(onto: LatentTables, d: Path) -> Path | None:
 
 
 def _cosines(onto: LatentTables, d: Path) -> Path | None:
-    import matplotlib.pyplot as plt
-
     jp = onto.jacobian_pairs
     if not len(jp):
         return None
     use = jp[jp["weights"] == "init"] if (jp["weights"] == "init").any() else jp
     sites = _pick_sites(list(dict.fromkeys(use["site"])))
     names = list(dict.fromkeys(list(use["factor_a"]) + list(use["factor_b"])))
-    fig, axes = plt.subplots(1, len(sites), figsize=(4.2 * len(sites), 4), squeeze=False)
+    fig = Figure(figsize=(4.2 * len(sites), 4))
+    axes = fig.subplots(1, len(sites), squeeze=False)
     im = None
     for n, (ax, s) in enumerate(zip(axes[0], sites, strict=True)):
         sub = use[use["site"] == s].assign(abs_cos=lambda t: t["cos_gram"].abs())
@@ -196,10 +192,6 @@ def _cosines(onto: LatentTables, d: Path) -> Path | None:
 
 
 def _status(onto: LatentTables, d: Path) -> Path | None:
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import ListedColormap
-    from matplotlib.patches import Patch
-
     f = onto.factors
     if not len(f):
         return None
@@ -208,7 +200,8 @@ def _status(onto: LatentTables, d: Path) -> Path | None:
     keys = list(_STATUS_COLOURS)
     grid = pd.pivot_table(f.assign(code=f["status"].map(keys.index)), index="factor", columns="site",
                           values="code", aggfunc="first").reindex(index=names, columns=sites)
-    fig, ax = plt.subplots(figsize=(max(6, 0.45 * len(sites) + 3), 0.35 * len(names) + 2))
+    fig = Figure(figsize=(max(6, 0.45 * len(sites) + 3), 0.35 * len(names) + 2))
+    ax = fig.subplots()
     ax.imshow(grid.to_numpy(dtype=float), cmap=ListedColormap([_STATUS_COLOURS[k] for k in keys]),
               vmin=-0.5, vmax=len(keys) - 0.5, aspect="auto")
     ax.set_xticks(range(len(sites)), sites, rotation=60, ha="right", fontsize=7)

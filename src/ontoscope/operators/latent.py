@@ -55,10 +55,13 @@ from torch import nn
 
 from ontoscope.artifacts import ensure_dir, save_json, save_table, write_atomic
 from ontoscope.errors import ConfigError, OntoscopeError
+from ontoscope.models.family import build
 from ontoscope.models.protocol import AudioModel
+from ontoscope.models.registry import load_model
 from ontoscope.operators._common import reinitialised, site_names
 from ontoscope.operators.aliasing import composed_alias, layer_aliasing, site_alias_summary
 from ontoscope.operators.capacity import capacity_table
+from ontoscope.operators.figures import write_figures
 from ontoscope.operators.frequency_response import (
     band_collapse,
     channel_bandwidths,
@@ -138,27 +141,14 @@ class LatentOntology:
     def save(self, directory: str | os.PathLike, figures: bool = True) -> Path:
         """Write every table as Parquet, the figures as PNG, then ``latent.json`` (the manifest), atomically.
 
-        Figures need matplotlib (drawn with the Agg backend); without it they are skipped and the
-        manifest says so (``figures_skipped``).
+        The manifest lists the figures written (none with ``figures=False``).
         """
         out = ensure_dir(directory)
         for name, table in self.tables.items():
             save_table(out / f"{name}.parquet", _parquet_safe(table))
-        written: list[str] = []
-        skipped = ""
-        if figures:
-            try:
-                import matplotlib  # noqa: F401
-            except ImportError:
-                skipped = "matplotlib is not installed (pip install matplotlib)"
-            else:
-                from ontoscope.operators.figures import write_figures
-
-                written = [p.name for p in write_figures(self, out)]
+        written = [p.name for p in write_figures(self, out)] if figures else []
         manifest = {"model": self.model, "sample_rate": self.sample_rate, "meta": self.meta,
                     "tables": sorted(self.tables), "figures": written}
-        if skipped:
-            manifest["figures_skipped"] = skipped
         save_json(out / "latent.json", manifest)
         return out
 
@@ -220,18 +210,12 @@ def _at_init(model: AudioModel, ref: str | None, seed: int,
         return
     spec = getattr(model, "spec", None)
     if spec is not None and getattr(spec, "family", None) in ("conv_ae", "tcn", "spec_cnn"):
-        from ontoscope.models.family import build
-
         yield build(spec, seed=seed).eval(), "family build"
         return
     if ref is not None and ref.startswith("hf:") and not Path(ref[3:]).expanduser().is_dir():
-        from ontoscope.models.registry import load_model
-
         yield load_model(ref, seed=seed), "load_model(seed)"
         return
     if ref is not None and ref.lower().endswith((".yaml", ".yml")):
-        from ontoscope.models.registry import load_model
-
         yield load_model(ref, seed=seed), "load_model(seed)"
         return
     if not isinstance(model, nn.Module):
@@ -359,8 +343,6 @@ def analyze(
     min_seeds = max(0, min(int(min_seeds), int(seeds)))
     given_seed = None  # the initialisation the given weights are, when analyze drew them itself
     if isinstance(model, str):
-        from ontoscope.models.registry import load_model
-
         if ref is None and init is None and ((model.startswith("hf:") and not Path(model[3:]).expanduser().is_dir())
                                              or model.lower().endswith((".yaml", ".yml"))):
             given_seed = seed

@@ -56,7 +56,7 @@ import contextlib
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
@@ -68,7 +68,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ontoscope.models.layers import Blur1d, ResUnit1d
-from ontoscope.models.protocol import AudioModel, Site, StagedModel, encode_sites
+from ontoscope.models.protocol import AudioModel, Site, encode_sites, site_module
 
 __all__ = [
     "FRONT_ENDS",
@@ -77,6 +77,7 @@ __all__ = [
     "compose",
     "empirical_receptive_field",
     "empirical_stride",
+    "front_end_geometry",
     "module_ops",
     "register_front_end",
     "site_geometry",
@@ -232,7 +233,9 @@ def register_front_end(class_name: str, geometry: Callable[[nn.Module], tuple[in
     FRONT_ENDS[class_name] = geometry
 
 
-def _front_end(m: nn.Module) -> tuple[int, int] | None:
+def front_end_geometry(m: nn.Module) -> tuple[int, int] | None:
+    """The (window, hop) in input samples of a framing front end (registered, or with ``hop`` and a
+    ``lengths``, ``n_fft`` or ``width``), or None for any other module."""
     name = type(m).__name__
     if name in FRONT_ENDS:
         return FRONT_ENDS[name](m)
@@ -274,7 +277,7 @@ def _op_of(m: nn.Module, name: str, axis: str = "time") -> LayerOp | None:
     elif isinstance(m, (nn.GroupNorm, nn.InstanceNorm1d, nn.InstanceNorm2d)):
         return LayerOp(name, "time_norm", axis=axis)
     else:
-        fe = _front_end(m)
+        fe = front_end_geometry(m)
         if fe is not None:
             return LayerOp(name, "frontend", fe[0], fe[1], 1, axis)
         return None
@@ -378,7 +381,8 @@ def traced_ops(model: AudioModel, n_samples: int | None = None) -> dict[str, lis
     Parameters
     ----------
     model : AudioModel
-        Any model; a :class:`StagedModel` is traced in one pass, others site by site.
+        Any model; a chain of stages (:class:`~ontoscope.models.protocol.SiteChain`) is traced in one pass,
+        others site by site.
     n_samples : int, optional
         Probe length; default :func:`probe_length`.
 
@@ -416,9 +420,10 @@ def traced_ops(model: AudioModel, n_samples: int | None = None) -> dict[str, lis
 
     handles = [m.register_forward_pre_hook(hook) for m in model.modules() if m is not model]
     handles += [m.register_forward_hook(leave) for m in model.modules() if m is not model]
-    staged = isinstance(model, StagedModel)
+    stages = [site_module(model, s.name) for s in sites]
+    staged = bool(stages) and all(st is not None for st in stages)
     if staged:
-        for i, st in enumerate(model.stages):
+        for i, st in enumerate(stages):
             def enter(_m: nn.Module, _a: tuple, i: int = i) -> None:
                 current[0] = i
             handles.append(st.register_forward_pre_hook(enter, prepend=True))  # before a stage's own op is read
@@ -603,7 +608,8 @@ def site_geometry(
         if s.stride is None and s.global_context:
             stride = float("nan")  # token sites without a time axis (AST's patch sequence)
         glob = bool(s.global_context or g.global_context)
-        fr = sr / stride if stride == stride and stride > 0 else float("nan")
+        fr = replace(s, stride=stride).frame_rate(sr)
+        fr = float("nan") if fr is None else fr
         dims = s.channels * (s.freq_bins or 1)
         dps = dims * fr
         rows.append({

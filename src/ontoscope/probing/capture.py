@@ -46,10 +46,10 @@ class CaptureError(OntoscopeError):
 
 
 def _site_rate(model: AudioModel, name: str, n_frames: int, n_samples: int) -> float:
-    site = model.sites()[site_index(model.sites(), name)]
-    if site.stride:
-        return model.sample_rate / site.stride
-    return n_frames * model.sample_rate / n_samples
+    """The site's frame rate (:meth:`Site.frame_rate`), else the one its frame count shows."""
+    sites = model.sites()
+    rate = sites[site_index(sites, name)].frame_rate(model.sample_rate)
+    return rate if rate is not None else n_frames * model.sample_rate / n_samples
 
 
 def capture(

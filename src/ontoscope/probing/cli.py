@@ -17,11 +17,15 @@ from rich.table import Table
 
 from ontoscope.artifacts import ensure_dir, save_table
 from ontoscope.errors import ConfigError
+from ontoscope.models.registry import load_model
 from ontoscope.probing.capture import capture
 from ontoscope.probing.decodability import factor_targets, probe_capture, site_metrics
-from ontoscope.probing.figures import write_probe_figures
+from ontoscope.probing.figures import write_operational_figures, write_probe_figures
 from ontoscope.probing.interventions import FAMILIES
+from ontoscope.probing.operational import operational_ontology
+from ontoscope.probing.sae import sae_site_analysis
 from ontoscope.probing.views import VIEWS
+from ontoscope.stimuli.dataset import StimulusSet, set_space
 
 __all__ = ["probe_command"]
 
@@ -53,9 +57,6 @@ def probe_command(
     ``operational.parquet``, ``effects.parquet``, ``retention.parquet`` and ``examples/``;
     with ``sae``, the sparse-autoencoder table of every site to ``sae.parquet``.
     """
-    from ontoscope.models.registry import load_model
-    from ontoscope.stimuli.dataset import StimulusSet, set_space
-
     unknown = sorted(set(probes) - {"ridge", "mlp"})
     if unknown or not probes:
         raise ConfigError(f"unknown probe(s) {unknown}; use ridge and/or mlp")
@@ -83,14 +84,9 @@ def probe_command(
     write_probe_figures(table, out / "figures", metrics)
     _print_summary(table, console)
     if sae:
-        from ontoscope.probing.sae import sae_site_analysis
-
         sae_table = pd.concat([sae_site_analysis(cap, s, targets, seed=seed) for s in cap.sites], ignore_index=True)
         save_table(out / "sae.parquet", sae_table)
     if interventions:
-        from ontoscope.probing.figures import write_operational_figures
-        from ontoscope.probing.operational import operational_ontology
-
         pair_set = StimulusSet.load(pairs) if pairs is not None else None
         op = operational_ontology(model, ds, capture_dir=cap, pairs=pair_set, sites=cap.sites, families=families,
                                   das=das, chunk=chunk, seed=seed)

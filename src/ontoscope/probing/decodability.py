@@ -18,6 +18,7 @@ import pandas as pd
 
 from ontoscope.errors import ConfigError
 from ontoscope.probing.capture import Capture
+from ontoscope.probing.metrics import disentanglement
 from ontoscope.probing.probes import DEFAULT_ALPHAS, probe_factors
 from ontoscope.progress import track
 from ontoscope.stimuli.factors import FactorSpace
@@ -110,8 +111,6 @@ def site_metrics(cap: Capture, targets: pd.DataFrame, *, sites: Sequence[str] | 
     Returns one row per site: ``site, site_index, n, codes`` (the channels scored,
     ``of`` the site's) and the keys of :func:`ontoscope.probing.metrics.disentanglement`.
     """
-    from ontoscope.probing.metrics import disentanglement
-
     if "pooled" not in cap.views:
         raise ConfigError("disentanglement metrics need the pooled view; capture it")
     rows = []

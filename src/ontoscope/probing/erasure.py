@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 import torch
+from concept_erasure import LeaceEraser
 
 from ontoscope.errors import ConfigError
 from ontoscope.models.protocol import AudioModel, model_device, require_audio_output
@@ -35,8 +36,6 @@ __all__ = ["erase_and_resume", "erasure_decodability", "fit_eraser"]
 
 def fit_eraser(X: np.ndarray | torch.Tensor, z: np.ndarray | torch.Tensor) -> object:
     """A fitted ``concept_erasure.LeaceEraser`` for concept values ``z`` ``[n]`` or ``[n, m]`` of ``X`` ``[n, d]``."""
-    from concept_erasure import LeaceEraser
-
     x = torch.as_tensor(np.asarray(X, dtype=np.float64)) if not isinstance(X, torch.Tensor) else X.double()
     zz = torch.as_tensor(np.asarray(z, dtype=np.float64)) if not isinstance(z, torch.Tensor) else z.double()
     zz = zz.to(x.device)

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ontoscope.descriptors import measure
 from ontoscope.errors import ConfigError
 from ontoscope.models.protocol import AudioModel, model_device, require_audio_output
 from ontoscope.probing.interventions import Interchange, run_interventions
@@ -129,8 +130,6 @@ def interchange_accuracy(
     DataFrame
         One row per factor: ``factor, site, rank, pairs, iia, drift``.
     """
-    from ontoscope.descriptors import measure
-
     check_pairs(pairs, model)
     t = pairs.factors
     rows = []

@@ -65,6 +65,12 @@ from typing import Any, Literal
 import numpy as np
 import scipy.stats
 from scipy.optimize import linear_sum_assignment
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.svm import LinearSVC
 
 from ontoscope.errors import ConfigError
 
@@ -257,8 +263,6 @@ def discrete_entropy(labels: np.ndarray) -> np.ndarray:
 
 
 def _gbt(mode: str, seed: int) -> Any:
-    from sklearn.ensemble import GradientBoostingClassifier
-
     kw = FAST_GBT if mode == "fast" else {}
     return GradientBoostingClassifier(random_state=seed, **kw)
 
@@ -448,9 +452,6 @@ def sap_score_matrix(codes: np.ndarray, factors: np.ndarray, labels: np.ndarray,
     -------
     scores : np.ndarray [shape=(d, k)]
     """
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.svm import LinearSVC
-
     m = n_train(codes.shape[0])
     scores = np.zeros((codes.shape[1], factors.shape[1]))
     for j in range(factors.shape[1]):
@@ -560,9 +561,6 @@ def explicitness_auc(codes_train: np.ndarray, labels_train: np.ndarray, codes_te
     auc_train, auc_test : float
         NaN where no class can be scored.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.multiclass import OneVsRestClassifier
-
     clf = OneVsRestClassifier(LogisticRegression(solver="liblinear", random_state=seed))
     clf.fit(codes_train, labels_train)
     return (_macro_auc(labels_train, clf.predict_proba(codes_train), clf.classes_),
@@ -570,8 +568,6 @@ def explicitness_auc(codes_train: np.ndarray, labels_train: np.ndarray, codes_te
 
 
 def _macro_auc(labels: np.ndarray, proba: np.ndarray, classes: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
     aucs = []
     for c, cls in enumerate(classes):
         pos = labels == cls

@@ -56,6 +56,7 @@ import pandas as pd
 import torch
 
 from ontoscope.artifacts import ensure_dir, save_json, save_table
+from ontoscope.descriptors import measure
 from ontoscope.errors import ConfigError
 from ontoscope.models.protocol import AudioModel, encode_sites, model_device, site_index
 from ontoscope.probing.alignment import fit_subspace
@@ -81,6 +82,7 @@ from ontoscope.probing.probes import ridge_cv, split_indices
 from ontoscope.probing.quantized import quantizer_after, quantizer_retention
 from ontoscope.probing.response import check_doses, dose_response
 from ontoscope.progress import track
+from ontoscope.stimuli.audio_io import write_audio
 from ontoscope.stimuli.dataset import StimulusSet, set_space
 from ontoscope.stimuli.factors import CANON, FactorSpace
 
@@ -173,8 +175,6 @@ class OperationalOntology:
     def save(self, out: str | Path) -> Path:
         """Write ``operational.parquet``, ``effects.parquet``, ``retention.parquet``, ``probes.parquet``,
         ``thresholds.json``, ``directions.json`` and ``examples/<site>/<factor>_{base,steered}.wav``."""
-        from ontoscope.stimuli.audio_io import write_audio
-
         out = ensure_dir(out)
         save_table(out / "operational.parquet", self.table)
         save_table(out / "effects.parquet", self.effects)
@@ -434,8 +434,6 @@ def _operational(model: AudioModel, stimuli: StimulusSet, cap: Capture, pairs: S
     readout = _make_readout(model, stimuli, space, train, chunk, seed) if not audio_model else None
 
     def measure_norm(y: torch.Tensor) -> np.ndarray:
-        from ontoscope.descriptors import measure
-
         table = readout(y) if readout is not None else measure(y.cpu(), model.sample_rate)
         return np.stack([space[n].normalize(table[n].to_numpy(dtype=np.float64)) for n in space.names], 1)
 

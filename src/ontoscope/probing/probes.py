@@ -36,12 +36,16 @@ classifier probes. ICLR workshop.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPRegressor
 
 from ontoscope.errors import ConfigError
 
@@ -270,8 +274,6 @@ def logistic_cv(
 
     Returns ``(fitted LogisticRegression, chosen C, mean fold accuracy)``.
     """
-    from sklearn.linear_model import LogisticRegression
-
     x = _as_matrix(X, "X").cpu().numpy()
     labels = np.asarray(y)
     splits = kfold_indices(len(x), folds, seed) if isinstance(folds, (int, np.integer)) else list(folds)
@@ -294,10 +296,6 @@ def mlp_probe(X: np.ndarray, Y: np.ndarray, hidden: int = 64, seed: int = 0, max
     by L-BFGS (full batch: exact and reproducible on small sets), above by Adam
     with early stopping on 10 % of the rows.
     """
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPRegressor
 
     x = _as_matrix(X, "X").cpu().numpy()
     y = _as_matrix(Y, "Y", allow_1d=True).cpu().numpy().reshape(len(x), -1)

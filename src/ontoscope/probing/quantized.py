@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from ontoscope.errors import ConfigError
-from ontoscope.models.protocol import AudioModel, StagedModel, model_device, site_index
+from ontoscope.models.protocol import AudioModel, advance, model_device, site_index, site_module
 
 __all__ = ["quantizer_after", "quantizer_retention"]
 
@@ -50,8 +50,9 @@ def quantizer_retention(model: AudioModel, audio: torch.Tensor, site: str, direc
 
     Parameters
     ----------
-    model : StagedModel
-        With a site of role ``quantizer`` right after ``site``.
+    model : AudioModel
+        A chain of stages (:class:`~ontoscope.models.protocol.SiteChain`) with a site of role
+        ``quantizer`` right after ``site``.
     audio : Tensor ``[B, N]``
     site : str
         The pre-quantizer site.
@@ -70,26 +71,28 @@ def quantizer_retention(model: AudioModel, audio: torch.Tensor, site: str, direc
     if q_site is None:
         raise ConfigError(f"site {site!r} is not followed by a quantizer; this model's sites are: "
                           f"{', '.join(s.name for s in model.sites())}")
-    if not isinstance(model, StagedModel):
-        raise ConfigError("re-quantizing an edit needs a staged model (one that can run from one site to the next)")
+    quantizer = site_module(model, q_site)
+    if quantizer is None:
+        raise ConfigError("re-quantizing an edit needs a model that is a chain of stages (one that can run from "
+                          "one site to the next)")
     mags = [float(m) for m in magnitudes]
     if not mags or any(m == 0 for m in mags):
         raise ConfigError("give non-zero magnitudes")
-    quantizer = model.stages[site_index(model.sites(), q_site)]
-    role = model.site(site).role
+    sites = model.sites()
+    role = sites[site_index(sites, site)].role
     with torch.no_grad():
         acts = model.encode(audio.to(model_device(model)), site)
         d = torch.as_tensor(np.asarray(direction, dtype=np.float32), device=acts.device)
         if d.numel() != acts.shape[1]:
             raise ConfigError(f"the direction has {d.numel()} entries; site {site!r} has {acts.shape[1]} channels")
         d = d.reshape(1, -1, 1)
-        q0 = model.advance(acts, site, q_site)
+        q0 = advance(model, acts, site, q_site, what="re-quantizing an edit")
         codes0 = getattr(quantizer, "codes", None)
         codes0 = None if codes0 is None else codes0.clone()
         rows = []
         dd = float((d**2).sum())
         for m in mags:
-            q1 = model.advance(acts + m * d, site, q_site)
+            q1 = advance(model, acts + m * d, site, q_site, what="re-quantizing an edit")
             delta = q1 - q0
             along = (delta * d).sum(1) / dd  # [B, T], in units of d
             off = delta - along[:, None] * d

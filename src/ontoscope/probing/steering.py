@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ontoscope.descriptors import measure
 from ontoscope.errors import ConfigError
 from ontoscope.models.protocol import AudioModel, model_device, require_audio_output, site_index
 from ontoscope.probing.interventions import Additive, Modulation, run_interventions
@@ -97,15 +98,15 @@ def steer(model: AudioModel, audio: torch.Tensor, site: str, direction: np.ndarr
     magnitude resumed in as few calls as memory allows.
     """
     sites = model.sites()
-    stride = sites[site_index(sites, site)].stride
+    frame_rate = sites[site_index(sites, site)].frame_rate(model.sample_rate)
     with torch.no_grad():
         acts = model.encode(audio.to(model_device(model)), site)
     if rate_hz is None:
         ivs = [Additive(direction, float(m)) for m in magnitudes]
     else:
-        if not stride:
+        if frame_rate is None:
             raise ConfigError(f"site {site!r} has no known stride, so a temporal intervention has no time axis")
-        ivs = [Modulation("additive", float(m), rate_hz, model.sample_rate / stride, vector=direction, phase=phase)
+        ivs = [Modulation("additive", float(m), rate_hz, frame_rate, vector=direction, phase=phase)
                for m in magnitudes]
     return run_interventions(model, acts, site, ivs)
 
@@ -150,8 +151,6 @@ def effect_matrix(
         ``measured``, ``kind`` (``static`` or ``temporal``) and ``rate_hz``; and per intended factor
         ``efficacy``, ``specificity`` and ``consistency`` (repeated on its rows).
     """
-    from ontoscope.descriptors import measure
-
     if readout is None:
         require_audio_output(model, "steering without a readout")
 

@@ -1,4 +1,4 @@
-"""The report's own figures (matplotlib, Agg backend): ICV score against the knobs, and spectrograms of
+"""The report's own figures (matplotlib figures, no pyplot): ICV score against the knobs, and spectrograms of
 steering examples (base against steered)."""
 
 from __future__ import annotations
@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
+from scipy.signal import spectrogram
 
 from ontoscope.artifacts import save_figure
 from ontoscope.report.summaries import KNOB_LABELS, canonical_knob
@@ -15,15 +17,6 @@ from ontoscope.report.summaries import KNOB_LABELS, canonical_knob
 __all__ = ["knob_figure", "spectrogram_figure"]
 
 _KIND_STYLE = {"static": ("#1565c0", "o", "-"), "oscillatory": ("#ef6c00", "s", "--")}
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _numeric(values: pd.Series) -> np.ndarray | None:
@@ -48,10 +41,10 @@ def knob_figure(means: pd.DataFrame, path: str | os.PathLike) -> Path | None:
     """
     if means.empty:
         return None
-    plt = _pyplot()
     means = means.assign(knob=means["knob"].map(canonical_knob))
     knobs = [k for k in KNOB_LABELS if k in set(means["knob"])] + sorted(set(means["knob"]) - set(KNOB_LABELS))
-    fig, axs = plt.subplots(1, len(knobs), figsize=(3.1 * len(knobs) + 0.6, 3.0), squeeze=False, sharey=True)
+    fig = Figure(figsize=(3.1 * len(knobs) + 0.6, 3.0))
+    axs = fig.subplots(1, len(knobs), squeeze=False, sharey=True)
     for ax, knob in zip(axs[0], knobs, strict=True):
         sub = means[means["knob"] == knob]
         raw = list(dict.fromkeys(sub["value"]))
@@ -93,9 +86,6 @@ def spectrogram_figure(base: np.ndarray, steered: np.ndarray, sr: int, path: str
         The PNG to write.
     title : str
     """
-    from scipy.signal import spectrogram
-
-    plt = _pyplot()
     nper = int(min(512, max(64, 2 ** np.floor(np.log2(max(len(base), 2) / 8)))))
     specs = []
     for x in (base, steered):
@@ -103,7 +93,8 @@ def spectrogram_figure(base: np.ndarray, steered: np.ndarray, sr: int, path: str
                               noverlap=min(nper, len(x)) * 3 // 4, scaling="spectrum")
         specs.append((f, t, 10 * np.log10(s + 1e-12)))
     top = max(float(s.max()) for _, _, s in specs)
-    fig, axs = plt.subplots(1, 2, figsize=(7.6, 2.6), sharey=True)
+    fig = Figure(figsize=(7.6, 2.6))
+    axs = fig.subplots(1, 2, sharey=True)
     for ax, (f, t, s), name in zip(axs, specs, ("base", "steered"), strict=True):
         mesh = ax.pcolormesh(t, f / 1000, s, shading="auto", cmap="magma", vmin=top - 80, vmax=top)
         ax.set_title(name, fontsize=9)

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy.stats import t as student
 
 from ontoscope.probing.icv import best_family
 
@@ -76,8 +77,6 @@ def axes(latent: pd.DataFrame, operational: pd.DataFrame) -> tuple[list[str], li
 
 
 def _interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    from scipy.stats import t as student
-
     values = values[np.isfinite(values)]
     if not len(values):
         return math.nan, math.nan, math.nan

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import soundfile as sf
 from jinja2 import DictLoader, Environment, StrictUndefined
 from markupsafe import Markup
 
@@ -183,8 +184,6 @@ def _href(path: Path, assets: Path) -> str:
 
 
 def _read_wav(path: Path) -> tuple[np.ndarray, int]:
-    import soundfile as sf
-
     try:
         data, sr = sf.read(path, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError) as e:

@@ -17,6 +17,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 import torch
+from scipy.stats import qmc
 
 from ontoscope.errors import FactorError, SampleRateError
 
@@ -368,8 +369,6 @@ class FactorSpace:
         if method == "uniform":
             u = rng.random((n, k))
         elif method == "lhs":
-            from scipy.stats import qmc
-
             u = qmc.LatinHypercube(d=k, seed=rng).random(n)
         elif method == "grid":
             levels = max(2, int(round(n ** (1.0 / k))))

@@ -133,7 +133,7 @@ def check_bank(path: str | os.PathLike) -> Path:
 def fluidsynth_module() -> ModuleType:
     """The ``fluidsynth`` binding, or a :class:`ConfigError` saying how to install it and libfluidsynth."""
     try:
-        import fluidsynth
+        import fluidsynth  # noqa: PLC0415  # optional: pyfluidsynth (the soundfont extra) and libfluidsynth
     except ImportError as e:
         if "FluidSynth library" in str(e) or "libfluidsynth" in str(e):
             raise ConfigError("libfluidsynth is not installed; install it with `apt-get install fluidsynth` "

@@ -53,7 +53,9 @@ import pandas as pd
 
 from ontoscope.errors import ConfigError, FactorError
 from ontoscope.stimuli.factors import FACTOR_NAMES, FADE_SECONDS, INSTRUMENT, FactorSpace, clip_seeds, mark_rates
+from ontoscope.stimuli.pairs import counterfactual_pairs
 from ontoscope.stimuli.soundfont import BEND_RANGE, SoundFont, open_soundfont
+from ontoscope.stimuli.synth import Nuisance
 
 #: Canon factors the MIDI controls set; the others are the recording's own (NaN nominal values).
 CONTROLLED = ("f0", "loudness", "attack", "vibrato_rate", "vibrato_depth", "tremolo_rate", "tremolo_depth")
@@ -270,8 +272,6 @@ def soundfont_pairs(
     not ``f0`` the pair shares the note and bend too; velocity follows the loudness
     alone, so only a loudness pair changes it.
     """
-    from ontoscope.stimuli.pairs import counterfactual_pairs
-
     programs = parse_programs(programs)
     check_soundfont_space(space, sr, seconds)
     sf = open_soundfont(bank, sr, bend_range or bend_range_for(space))
@@ -307,8 +307,6 @@ def render_clips(table: pd.DataFrame, sf: SoundFont, seconds: float, baseline: b
     ndarray ``[rows, round(seconds · sr)]`` float32
         Calibrated (``gain_db``) and faded out over the last 10 ms, as the synthesizer's clips.
     """
-    from ontoscope.stimuli.synth import Nuisance
-
     n = int(round(seconds * sf.sr))
     nuis = Nuisance.from_seeds(table["seed"].to_numpy(), 1)
     fade = _fade(n, sf.sr)

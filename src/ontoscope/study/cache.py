@@ -20,20 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ontoscope import __version__
 from ontoscope.artifacts import OutputError, save_json
 
 __all__ = ["Stage", "stage_key"]
 
 
-def _version() -> str:
-    from ontoscope import __version__
-
-    return __version__
-
-
 def stage_key(name: str, config: Any, inputs: dict[str, str] | None = None) -> str:
     """Hex key (16 digits) of a stage from its name, config slice, input keys and the package version."""
-    blob = json.dumps({"stage": name, "config": config, "inputs": inputs or {}, "version": _version()},
+    blob = json.dumps({"stage": name, "config": config, "inputs": inputs or {}, "version": __version__},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -14,15 +14,19 @@ import itertools
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ontoscope.errors import ConfigError
-
-if TYPE_CHECKING:
-    from ontoscope.stimuli.factors import FactorSpace
+from ontoscope.models.registry import check_model
+from ontoscope.models.spec import parse_spec, spec_to_dict
+from ontoscope.models.train import parse_config as parse_train
+from ontoscope.probing.interventions import FAMILIES
+from ontoscope.probing.operational import DEFAULT_DOSES
+from ontoscope.probing.response import check_doses
+from ontoscope.stimuli.factors import FactorSpace
 
 __all__ = ["AnalysesConfig", "ControlsConfig", "ModelPlan", "StudyConfig", "expand_models", "load_config",
            "parse_config"]
@@ -48,8 +52,6 @@ class StimuliConfig(_Strict):
 
     def space(self) -> FactorSpace:
         """The factor space these stimuli vary (validated: a bad factor or range raises)."""
-        from ontoscope.stimuli.factors import FactorSpace
-
         return FactorSpace.create(self.factors, ranges={k: tuple(v) for k, v in self.ranges.items()})
 
     @model_validator(mode="after")
@@ -120,8 +122,6 @@ class OperationalConfig(_Strict):
     @field_validator("families")
     @classmethod
     def _families(cls, v: list[str] | None) -> list[str] | None:
-        from ontoscope.probing.interventions import FAMILIES
-
         bad = [f for f in v or [] if f not in FAMILIES]
         if bad:
             raise ValueError(f"unknown intervention family {bad[0]!r}; use any of {', '.join(FAMILIES)}")
@@ -132,9 +132,6 @@ class OperationalConfig(_Strict):
     @field_validator("doses")
     @classmethod
     def _doses(cls, v: dict[str, list[float]] | None) -> dict[str, list[float]] | None:
-        from ontoscope.probing.operational import DEFAULT_DOSES
-        from ontoscope.probing.response import check_doses
-
         for fam, levels in (v or {}).items():
             if fam not in DEFAULT_DOSES:
                 raise ValueError(f"doses for {fam!r}: only {', '.join(DEFAULT_DOSES)} take dose levels")
@@ -264,14 +261,9 @@ def _short_hash(obj: Any) -> str:
 
 def expand_models(cfg: StudyConfig, source: str = "config") -> list[ModelPlan]:
     """Every model of the study, grid points times seeds, each architecture validated."""
-    from ontoscope.models.spec import parse_spec, spec_to_dict
-    from ontoscope.models.train import parse_config as parse_train
-
     plans: list[ModelPlan] = []
     for i, entry in enumerate(cfg.models):
         if isinstance(entry, PretrainedModel):
-            from ontoscope.models.registry import check_model
-
             try:
                 check_model(entry.ref)
             except ConfigError as e:

@@ -19,13 +19,17 @@ Moritz, P., et al. (2018). Ray: a distributed framework for emerging AI applicat
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ontoscope.errors import ConfigError
 from ontoscope.study.config import StudyConfig
+from ontoscope.study.storage import RunStore
 
 __all__ = ["ModelChain", "run_on_ray"]
 
@@ -45,12 +49,6 @@ def _resources(m: dict[str, Any], cfg: StudyConfig) -> dict[str, float]:
 
 def _chain(chain: ModelChain, cfg: StudyConfig, m: dict[str, Any], stim: str, pairs: str | None, forced: set[str],
            threads: int, url: str | None) -> dict[str, Any]:
-    import dataclasses
-
-    import torch
-
-    from ontoscope.study.storage import RunStore
-
     torch.set_num_threads(threads)  # the driver's: CPU reductions, hence the tables, depend on the thread count
     store = None
     if url is not None:  # this node's working copy of the run, fetched from the URL
@@ -74,10 +72,8 @@ def run_on_ray(cfg: StudyConfig, models: list[dict[str, Any]], stim: Path, pairs
     With ``url`` (a run directory on shared storage), each task works in its node's own copy of the run and
     uploads what it finishes; the records' directories are then relative to the run directory.
     """
-    import torch
-
     try:
-        import ray
+        import ray  # noqa: PLC0415  # optional: the ray extra, only for --executor ray
     except ImportError:
         raise ConfigError("the ray executor needs Ray: pip install 'ontoscope[ray]'") from None
     started = False

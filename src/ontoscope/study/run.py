@@ -17,12 +17,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy
 import pandas as pd
+import torch
+import yaml
 
+from ontoscope import __version__
 from ontoscope.artifacts import ensure_dir, save_json, save_table, write_atomic
 from ontoscope.errors import ConfigError
+from ontoscope.models.fidelity import fidelity_gate
+from ontoscope.ontology import compare
+from ontoscope.report import write_report
 from ontoscope.study.cache import Stage, stage_key
 from ontoscope.study.config import ModelPlan, StudyConfig, expand_models, load_config
+from ontoscope.study.executors import run_on_ray
 from ontoscope.study.stages import (
     controls_stage,
     latent_stage,
@@ -39,10 +47,6 @@ STAGES = ("stimuli", "pairs", "controls", "train", "latent", "operational", "com
 
 
 def _versions() -> dict[str, str]:
-    import numpy
-    import torch
-
-    from ontoscope import __version__
 
     return {"ontoscope": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
             "pandas": pd.__version__, "python": platform.python_version()}
@@ -110,8 +114,6 @@ def run_study(config: str | os.PathLike | StudyConfig, out: str | os.PathLike, *
     store.pull()
     run = store.local
     if not text:
-        import yaml
-
         text = yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
     write_atomic(run / "config.yaml", lambda p: p.write_text(text))
     store.push(run / "config.yaml")
@@ -127,8 +129,6 @@ def run_study(config: str | os.PathLike | StudyConfig, out: str | os.PathLike, *
     if executor == "local":
         records = [model_chain(cfg, m, stim, pairs, forced, console, store) for m in plan["models"]]
     elif executor == "ray":
-        from ontoscope.study.executors import run_on_ray
-
         records = run_on_ray(cfg, plan["models"], stim, pairs, forced, console, chain=model_chain, address=address,
                              retries=retries, url=store.url)
         if store.url:
@@ -182,8 +182,6 @@ def model_chain(cfg: StudyConfig, m: dict[str, Any], stim: Path, pairs: Path | N
 
 
 def _collect(records: list[dict[str, Any]], cfg: StudyConfig) -> dict[str, pd.DataFrame]:
-    from ontoscope.models.fidelity import fidelity_gate
-
     gate = cfg.analyses.fidelity
     models, latent, operational, fidelity = [], [], [], []
     for r in records:
@@ -214,8 +212,6 @@ def _collect(records: list[dict[str, Any]], cfg: StudyConfig) -> dict[str, pd.Da
 
 
 def _compare(tables: dict[str, pd.DataFrame], out: Path) -> dict[str, Any]:
-    from ontoscope.ontology import compare
-
     if not len(tables["latent"]) or not len(tables["operational"]):
         return {"skipped": "the comparison needs both the latent and the operational analyses"}
     comp = compare(tables["models"], tables["latent"], tables["operational"], controls=tables.get("control_rates"))
@@ -246,8 +242,6 @@ def _write_run_json(run: Path, cfg: StudyConfig, text: str, records: list[dict[s
 
 
 def _report(run: Path, out: Path) -> dict[str, Any]:
-    from ontoscope.report import write_report
-
     path = write_report(run)
     write_atomic(out / "report.txt", lambda p: p.write_text(str(path)))
     return {"report": str(path)}

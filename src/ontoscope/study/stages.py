@@ -14,7 +14,18 @@ import numpy as np
 import torch
 
 from ontoscope.artifacts import save_table
+from ontoscope.descriptors.renders import render_stimuli
+from ontoscope.models.checkpoint import load_checkpoint
+from ontoscope.models.family import build
+from ontoscope.models.fidelity import reconstruction_fidelity
 from ontoscope.models.protocol import AudioModel
+from ontoscope.models.registry import load_model
+from ontoscope.models.spec import parse_spec
+from ontoscope.models.train import parse_config, pick_device, split, train
+from ontoscope.operators.latent import analyze
+from ontoscope.probing.controls import control_rates, controls_passed, run_controls
+from ontoscope.probing.figures import write_operational_figures
+from ontoscope.probing.operational import operational_ontology
 from ontoscope.stimuli.dataset import StimulusSet
 from ontoscope.study.config import ModelPlan, StudyConfig
 
@@ -31,8 +42,6 @@ def _render_at(cfg: StudyConfig, out: Path, sr: int, *, pairs: bool) -> Stimulus
     """The study's stimuli (or pairs) rendered into ``out`` at ``sr`` Hz: the same factor values as at the
     study's own rate (the draw depends on the seed alone), so a model at another rate hears the same sounds
     with their partials up to its own Nyquist, rather than resampled clips that keep the study's band limit."""
-    from ontoscope.descriptors.renders import render_stimuli
-
     s = cfg.stimuli
     return render_stimuli(out, cfg.stimuli.space(), s.pairs if pairs else s.n, sr, s.seconds,
                           s.seed + (1 if pairs else 0), source=s.source, bank=s.bank, programs=s.programs, pairs=pairs,
@@ -51,17 +60,11 @@ def pairs_stage(cfg: StudyConfig, out: Path) -> dict[str, Any]:
 
 def train_stage(plan: ModelPlan, stimuli: Path, out: Path) -> dict[str, Any]:
     """Train a family model on the stimuli into ``out`` (resuming a checkpoint left there)."""
-    from ontoscope.models.spec import parse_spec
-    from ontoscope.models.train import train
-
     spec = parse_spec(plan.spec)
     ds = StimulusSet.load(stimuli / "set")
     model, card = train(spec, ds, out, plan.train, progress=False)
     record: dict[str, Any] = {"final_eval": card.get("final_eval"), "steps": plan.train.get("steps")}
     if model.output == "audio":
-        from ontoscope.models.fidelity import reconstruction_fidelity
-        from ontoscope.models.train import parse_config, split
-
         held = split(len(ds), parse_config(plan.train))[1]
         table = reconstruction_fidelity(model, ds.audio(held), ds.sr)
         save_table(out / "fidelity.parquet", table)
@@ -73,15 +76,8 @@ def train_stage(plan: ModelPlan, stimuli: Path, out: Path) -> dict[str, Any]:
 def load_plan_model(plan: ModelPlan, train_dir: Path | None) -> AudioModel:
     """The model of a plan: its trained checkpoint, its initialisation, or the real model."""
     if plan.kind == "pretrained":
-        from ontoscope.models.registry import load_model
-
         return load_model(plan.ref, seed=plan.seed)
-    from ontoscope.models.family import build
-    from ontoscope.models.spec import parse_spec
-
     if plan.trained and train_dir is not None:
-        from ontoscope.models.checkpoint import load_checkpoint
-
         model, _ = load_checkpoint(train_dir)
         return model.eval()
     return build(parse_spec(plan.spec), seed=plan.seed).eval()
@@ -89,15 +85,10 @@ def load_plan_model(plan: ModelPlan, train_dir: Path | None) -> AudioModel:
 
 def latent_stage(cfg: StudyConfig, plan: ModelPlan, train_dir: Path | None, out: Path) -> dict[str, Any]:
     """The latent ontology of one model (``LatentOntology.save`` layout)."""
-    from ontoscope.operators.latent import analyze
-
     lc = cfg.analyses.latent
     model = load_plan_model(plan, train_dir)
     init = None
     if plan.kind == "family":
-        from ontoscope.models.family import build
-        from ontoscope.models.spec import parse_spec
-
         spec = parse_spec(plan.spec)
 
         def init(seed: int) -> AudioModel:
@@ -126,10 +117,6 @@ def choose_sites(model: AudioModel, max_sites: int | None) -> list[str] | None:
 def operational_stage(cfg: StudyConfig, plan: ModelPlan, train_dir: Path | None, stimuli: Path,
                       pairs: Path | None, out: Path) -> dict[str, Any]:
     """The operational ontology of one model, with its figures (``OperationalOntology.save`` layout)."""
-    from ontoscope.models.train import pick_device
-    from ontoscope.probing.figures import write_operational_figures
-    from ontoscope.probing.operational import operational_ontology
-
     oc = cfg.analyses.operational
     model = load_plan_model(plan, train_dir)
     if isinstance(model, torch.nn.Module):
@@ -151,8 +138,6 @@ def operational_stage(cfg: StudyConfig, plan: ModelPlan, train_dir: Path | None,
 def controls_stage(cfg: StudyConfig, stimuli: Path, pairs: Path | None, out: Path) -> dict[str, Any]:
     """The control models' operational rows (``controls.parquet``) and their rates per family
     (``control_rates.parquet``)."""
-    from ontoscope.probing.controls import control_rates, controls_passed, run_controls
-
     cc, oc = cfg.analyses.controls, cfg.analyses.operational
     rows = run_controls(StimulusSet.load(stimuli / "set"),
                         pairs=StimulusSet.load(pairs / "set") if pairs is not None else None,

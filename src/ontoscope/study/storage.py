@@ -16,6 +16,8 @@ import hashlib
 import os
 from pathlib import Path
 
+import fsspec
+
 from ontoscope.artifacts import OutputError
 
 __all__ = ["RunStore", "is_url"]
@@ -40,8 +42,6 @@ class RunStore:
             self.fs = None
             self.root = ""
             return
-        import fsspec
-
         try:
             self.fs, self.root = fsspec.core.url_to_fs(self.url)
         except (ValueError, ImportError) as e:

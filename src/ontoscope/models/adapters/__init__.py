@@ -4,20 +4,14 @@
 * :mod:`~ontoscope.models.adapters.pesto`: PESTO (Riou et al. 2023), published weights.
 * :mod:`~ontoscope.models.adapters.hf`: EnCodec, DAC, Mimi, wav2vec 2.0, HuBERT, Whisper, AST from ``transformers``.
 
-Submodules are imported on first use, so that ``transformers`` is only needed for ``hf``.
+The adapters import the packages they need (``transformers``, ``omegaconf``) only when a model is built, so
+that a package is only needed for the models that use it.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ontoscope.models.adapters.crepe import load_crepe
+from ontoscope.models.adapters.hf import load_hf
+from ontoscope.models.adapters.pesto import load_pesto
 
 __all__ = ["load_crepe", "load_hf", "load_pesto"]
-
-_WHERE = {"load_crepe": "crepe", "load_pesto": "pesto", "load_hf": "hf"}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

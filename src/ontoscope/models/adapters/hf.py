@@ -233,7 +233,8 @@ class LogMel(nn.Module):
 
     def __init__(self, n_mels: int = 80, n_samples: int = 480000) -> None:
         super().__init__()
-        from transformers.audio_utils import mel_filter_bank
+        # optional: transformers (the adapters extra, about 1 s to import), only for its hf: models
+        from transformers.audio_utils import mel_filter_bank  # noqa: PLC0415
 
         fb = mel_filter_bank(num_frequency_bins=201, num_mel_filters=n_mels, min_frequency=0.0,
                              max_frequency=8000.0, sampling_rate=16000, norm="slaney", mel_scale="slaney")
@@ -268,7 +269,8 @@ class KaldiFbank(nn.Module):
     def __init__(self, n_mels: int = 128, max_length: int = 1024, mean: float = -4.2677393,
                  std: float = 4.5689974) -> None:
         super().__init__()
-        from transformers.audio_utils import mel_filter_bank
+        # optional: transformers (the adapters extra, about 1 s to import), only for its hf: models
+        from transformers.audio_utils import mel_filter_bank  # noqa: PLC0415
 
         with warnings.catch_warnings():  # 128 Kaldi bands on a 512-point FFT leave the lowest band empty, as in AST
             warnings.simplefilter("ignore", UserWarning)
@@ -420,7 +422,8 @@ def _transformer_layer(layers: nn.ModuleList, i: int, call: Callable[[nn.Module,
 
 
 def _mimi_layers(tr: nn.Module, prefix: str, role: str, g: Geometry, width: int) -> list[tuple[Site, nn.Module]]:
-    from transformers.masking_utils import create_sliding_window_causal_mask
+    # optional: transformers (the adapters extra, about 1 s to import), only for its hf: models
+    from transformers.masking_utils import create_sliding_window_causal_mask  # noqa: PLC0415
 
     def call(layer: nn.Module, h: torch.Tensor) -> Any:
         pos = torch.arange(h.shape[1], device=h.device).unsqueeze(0)
@@ -571,7 +574,7 @@ def _build_ast(hf: nn.Module, mean: float = -4.2677393, std: float = 4.5689974) 
 
 # ------------------------------------------------------------------- loading
 def _classes(kind: str) -> tuple[Any, Any]:
-    import transformers as tf
+    import transformers as tf  # noqa: PLC0415  # optional: the adapters extra, about 1 s to import
 
     table = {
         "encodec": (tf.EncodecConfig, tf.EncodecModel),
@@ -643,7 +646,8 @@ def build_hf(name: str, seed: int = 0, overrides: dict[str, Any] | None = None, 
     with seeded(seed):
         config = config_cls(**values)
         if ref.kind == "whisper":
-            from transformers.models.whisper.modeling_whisper import WhisperEncoder
+            # optional: transformers (the adapters extra, about 1 s to import), only for its hf: models
+            from transformers.models.whisper.modeling_whisper import WhisperEncoder  # noqa: PLC0415
 
             model: nn.Module = WhisperEncoder(config)
         else:

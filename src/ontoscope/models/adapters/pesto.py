@@ -77,10 +77,10 @@ def read_checkpoint(path: str | Path) -> dict:
     Only omegaconf's config classes (and the builtins they hold) are allowed
     besides tensors; anything else in the pickle makes loading fail.
     """
-    try:
-        from omegaconf import DictConfig, ListConfig
-        from omegaconf.base import ContainerMetadata, Metadata
-        from omegaconf.nodes import AnyNode
+    try:  # optional: omegaconf (the adapters extra), only to read PESTO's checkpoint
+        from omegaconf import DictConfig, ListConfig  # noqa: PLC0415  # optional: omegaconf
+        from omegaconf.base import ContainerMetadata, Metadata  # noqa: PLC0415  # optional: omegaconf
+        from omegaconf.nodes import AnyNode  # noqa: PLC0415  # optional: omegaconf
     except ImportError as e:
         raise ConfigError("reading PESTO checkpoints needs omegaconf: `pip install omegaconf`") from e
     allowed = [DictConfig, ListConfig, ContainerMetadata, Metadata, AnyNode, typing.Any,
@@ -91,8 +91,8 @@ def read_checkpoint(path: str | Path) -> dict:
 
 
 def _plain(obj: typing.Any) -> typing.Any:
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
+    try:  # optional: omegaconf (the adapters extra), only to read PESTO's checkpoint
+        from omegaconf import DictConfig, ListConfig, OmegaConf  # noqa: PLC0415  # optional: omegaconf
     except ImportError:  # pragma: no cover
         return obj
     if isinstance(obj, (DictConfig, ListConfig)):

@@ -76,6 +76,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 
 from ontoscope.errors import ConfigError
@@ -122,8 +123,6 @@ def silero_vad_weights(weights: Literal["onnx", "safetensors"] = "onnx") -> dict
         raise ConfigError(f"weights must be 'onnx' or 'safetensors', got {weights!r}")
     path = silero_vad_data(_FILES[weights])
     if weights == "safetensors":
-        from safetensors.torch import load_file
-
         return load_file(str(path), device="cpu")
     raw = {name: torch.from_numpy(array) for name, array in read_onnx(path)[1].items()}
     missing = sorted(v for v in _ONNX_NAMES.values() if v not in raw)

@@ -1,8 +1,10 @@
 """Partials of a pitched clip, measured on a pitch-synchronous time warp.
 
-Private machinery shared by :mod:`ontoscope.descriptors.pitch` (the final f0
+The analysis shared by :mod:`ontoscope.descriptors.pitch` (the final f0
 correction) and :mod:`ontoscope.descriptors.harmonic` (tilt, odd/even balance,
-inharmonicity, HNR).
+inharmonicity, HNR): :func:`measure_partials` returns a :class:`Partials`, the
+raw measurements those descriptors are computed from (not an estimate of a
+factor itself).
 
 The clip is resampled at uniform steps of its integrated phase (the phase of
 its f0 track, low-passed at 12 Hz), so that a tone with vibrato becomes a tone
@@ -102,6 +104,11 @@ class Partials:
     n_found: torch.Tensor
     hnr: torch.Tensor
     valid: torch.Tensor
+
+    @classmethod
+    def cat(cls, parts: list[Partials]) -> Partials:
+        """The partials of several batches of clips, one after the other (``[sum B, ...]``)."""
+        return cls(**{name: torch.cat([getattr(p, name) for p in parts]) for name in cls.__dataclass_fields__})
 
 
 def fill_log_track(f0: torch.Tensor, clamp_octaves: float = 0.25) -> tuple[torch.Tensor, torch.Tensor]:
@@ -307,11 +314,11 @@ def _fit(h: torch.Tensor, ok: torch.Tensor, peak_snr: torch.Tensor, unit: torch.
     return icpt.sqrt(), slope / icpt, used
 
 
-def measure(x: torch.Tensor, sr: int, f0: torch.Tensor, hop: int, max_partials: int = 64,
-            band: float = 0.25, min_peak_snr: float = 20.0, max_range: float = 100.0,
-            stages: tuple[int, ...] = (4, 12, 32, 64), max_freq: float | None = None,
-            upsample: int = 4, spectrum: torch.Tensor | None = None, with_hnr: bool = True,
-            zero_pad: int = 2) -> Partials:
+def measure_partials(x: torch.Tensor, sr: int, f0: torch.Tensor, hop: int, max_partials: int = 64,
+                     band: float = 0.25, min_peak_snr: float = 20.0, max_range: float = 100.0,
+                     stages: tuple[int, ...] = (4, 12, 32, 64), max_freq: float | None = None,
+                     upsample: int = 4, spectrum: torch.Tensor | None = None, with_hnr: bool = True,
+                     zero_pad: int = 2) -> Partials:
     """Find and measure the partials of each clip (see the module docstring).
 
     ``f0`` ``[B, T]`` is a frame f0 track (Hz, NaN where unvoiced) at ``i * hop / sr``.
