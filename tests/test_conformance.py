@@ -39,6 +39,7 @@ import pytest
 import torch
 from torch import nn
 
+from hf_small import SMALL
 from ontoscope.models.protocol import AudioModel, StagedModel, encode_sites
 
 ORDER = ("encoder", "bottleneck", "quantizer", "decoder", "head")
@@ -179,24 +180,15 @@ CASES += [
     Case("resemblyzer", _registry("resemblyzer"), (160 * 20, 160 * 30), needs=("resemblyzer",)),
 ]
 
-#: The transformers architectures, built from their configurations with random weights, made small.
-HF_SMALL = {
-    "encodec-24khz": (dict(num_filters=8, hidden_size=16, codebook_dim=16, num_lstm_layers=1), (320 * 6, 320 * 10)),
-    "dac-44khz": (dict(encoder_hidden_size=8, decoder_hidden_size=32, hidden_size=16, codebook_dim=4),
-                  (512 * 4, 512 * 6)),
-    "mimi": (dict(num_filters=8, hidden_size=32, num_hidden_layers=2, intermediate_size=64, num_attention_heads=2,
-                  num_key_value_heads=2, head_dim=16, upsample_groups=32, vector_quantization_hidden_dimension=16,
-                  codebook_dim=16), (1920 * 2, 1920 * 4)),
-    "wav2vec2-base": (dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                           conv_dim=[16] * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2),
-                      (400 + 320 * 10, 400 + 320 * 20)),
-    "hubert-base": (dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                         conv_dim=[16] * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2),
-                    (400 + 320 * 10, 400 + 320 * 20)),
-    "whisper-base": (dict(d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64),
-                     (4000, 8000)),
-    "ast": (dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_length=128),
-            (4000, 8000)),
+#: Two input lengths per transformers architecture (built small: tests/hf_small.py), aligned to its padding.
+HF_LENGTHS = {
+    "encodec-24khz": (320 * 6, 320 * 10),
+    "dac-44khz": (512 * 4, 512 * 6),
+    "mimi": (1920 * 2, 1920 * 4),
+    "wav2vec2-base": (400 + 320 * 10, 400 + 320 * 20),
+    "hubert-base": (400 + 320 * 10, 400 + 320 * 20),
+    "whisper-base": (4000, 8000),
+    "ast": (4000, 8000),
 }
 
 
@@ -219,9 +211,9 @@ def _ast_frames(model: Any, site: Any) -> int:
 _HF_FIXED = {"whisper-base": _whisper_frames, "ast": _ast_frames}
 
 CASES += [
-    Case(f"hf-{name}", _registry(f"hf:{name}", seed=0, overrides=overrides), lengths, needs=("transformers",),
+    Case(f"hf-{name}", _registry(f"hf:{name}", seed=0, overrides=SMALL[name]), lengths, needs=("transformers",),
          fixed_frames=_HF_FIXED.get(name), slow=True)
-    for name, (overrides, lengths) in HF_SMALL.items()
+    for name, lengths in HF_LENGTHS.items()
 ]
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from hf_small import SMALL
 from ontoscope.models.family import build
 from ontoscope.models.protocol import Site
 from ontoscope.models.registry import load_model
@@ -29,20 +30,6 @@ FAMILY = {
 #: The packaged real models (published weights, loaded from the installed packages; nothing is downloaded).
 PACKAGED = ["crepe:tiny", "fcpe", "basic-pitch", "silero-vad", "resemblyzer", "pesto"]
 
-#: The transformers architectures, built from their configurations with random weights, made small.
-HF_SMALL = {
-    "encodec-24khz": dict(num_filters=8, hidden_size=16, codebook_dim=16, num_lstm_layers=1),
-    "dac-44khz": dict(encoder_hidden_size=8, decoder_hidden_size=32, hidden_size=16, codebook_dim=4),
-    "mimi": dict(num_filters=8, hidden_size=32, num_hidden_layers=2, intermediate_size=64, num_attention_heads=2,
-                 num_key_value_heads=2, head_dim=16, upsample_groups=32, vector_quantization_hidden_dimension=16,
-                 codebook_dim=16),
-    "wav2vec2-base": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                          conv_dim=[16] * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2),
-    "hubert-base": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                        conv_dim=[16] * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2),
-    "whisper-base": dict(d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64),
-    "ast": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_length=128),
-}
 
 
 def check_scheme(sites: list[Site]) -> None:
@@ -100,9 +87,9 @@ def test_packaged_model_sites_follow_the_scheme(ref):
 
 
 @pytest.mark.slow  # importing transformers alone takes seconds
-@pytest.mark.parametrize("name", list(HF_SMALL))
+@pytest.mark.parametrize("name", list(SMALL))
 def test_hf_architecture_sites_follow_the_scheme(name):
-    model = load_model(f"hf:{name}", seed=0, overrides=HF_SMALL[name])
+    model = load_model(f"hf:{name}", seed=0, overrides=SMALL[name])
     sites = model.sites()
     check_scheme(sites)
     roles = {s.role for s in sites}
