@@ -3,7 +3,8 @@
 Each module defines ``TITLE`` and ``run() -> list[dict]``; every row compares
 ours against a reference implementation measured in the same run.
 Usage: ``python benchmarks/run.py [NAME ...]`` (names without ``bench_``); a partial run rewrites only
-the sections of the benchmarks it ran.
+the sections of the benchmarks it ran. A module whose ``available()`` is false here (the GPU benchmark on a
+machine without CUDA) is skipped and its section kept as it was.
 """
 
 from __future__ import annotations
@@ -56,9 +57,15 @@ def main(argv: list[str]) -> None:
             f"torch {torch.__version__} ({torch.get_num_threads()} threads), Python {platform.python_version()}; "
             f"{date.today().isoformat()}.", ""]
     target = ROOT / "docs" / "benchmarks.md"
-    _, sections = _sections(target.read_text()) if argv and target.exists() else ([], {})
+    _, before = _sections(target.read_text()) if target.exists() else ([], {})
+    sections = dict(before) if argv else {}
     for name in names:
         mod = importlib.import_module(f"benchmarks.{name}")
+        if not getattr(mod, "available", lambda: True)():
+            print(f"skipping {name}: {(mod.available.__doc__ or '').strip()} (its section is kept)", flush=True)
+            if mod.TITLE in before:
+                sections[mod.TITLE] = before[mod.TITLE]
+            continue
         print(f"running {name} ...", flush=True)
         rows = mod.run()
         cols = list(dict.fromkeys(k for r in rows for k in r))
