@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from ontoscope.descriptors.renders import render_stimuli  # noqa: F401 - imported here so its import is not timed
 from ontoscope.errors import ConfigError
@@ -45,7 +46,7 @@ from ontoscope.models.family import build
 from ontoscope.models.spec import parse_spec
 from ontoscope.models.train import TrainConfig, autocast, loss_fn, pick_device
 from ontoscope.models.train import parse_config as parse_train
-from ontoscope.study.config import ModelPlan, StudyConfig, expand_models, load_config
+from ontoscope.study.config import ModelPlan, StudyConfig, expand_models, load_config, parse_config
 from ontoscope.study.stages import latent_stage, operational_stage, pairs_stage, stimuli_stage
 
 WARMUP_STEPS = 2
@@ -84,7 +85,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="auto: each recipe's own device (CUDA when present); cpu or cuda: every model there")
     ap.add_argument("--n", type=int, default=128, help="clips of the reduced stimulus set (default 128)")
     ap.add_argument("--steps", type=int, default=5, help="timed training steps per group (default 5)")
-    ap.add_argument("--skip-pretrained", action="store_true", help="leave the pretrained models out")
+    ap.add_argument("--skip-pretrained", action="store_true",
+                    help="leave the pretrained models out (validated without them: their packages need not be here)")
     ap.add_argument("--skip-analyses", action="store_true", help="time only stimuli and training")
     ap.add_argument("--out", type=Path, default=None, help="scratch directory (default: a temporary one)")
     ap.add_argument("--page", type=Path, default=None, help="write the estimate as a markdown section here")
@@ -94,6 +96,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: no CUDA device is available here; use auto or cpu")
     return args
+
+
+def family_config(path: str | Path) -> StudyConfig:
+    """The config at ``path`` without its pretrained models, validated without them (so the estimate runs on a
+    machine that lacks their packages)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such config file")
+    data = yaml.safe_load(p.read_text())
+    if isinstance(data, dict) and isinstance(data.get("models"), list):
+        data["models"] = [m for m in data["models"] if not (isinstance(m, dict) and "ref" in m)]
+    return parse_config(data, str(p))
 
 
 def reduced_config(cfg: StudyConfig, n: int) -> tuple[StudyConfig, float]:
@@ -463,7 +477,7 @@ def page_text(cfg: StudyConfig, est: Estimate, args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg, _ = load_config(args.config)
+    cfg = family_config(args.config) if args.skip_pretrained else load_config(args.config)[0]
 
     def log(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
