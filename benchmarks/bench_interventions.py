@@ -113,7 +113,8 @@ def run() -> list[dict]:
         mags = (-1.0, -0.5, 0.0, 0.5, 1.0)
         n_int = len(audio) * len(mags) * len(dirs)
         t_ref = best_of(lambda: _plain(model, audio, len(mags) * len(dirs)), repeat=1)
-        t_ours = best_of(lambda: effect_matrix(model, audio, "bottleneck", dirs, space, mags), repeat=1)
+        t_ours = best_of(lambda: effect_matrix(model, audio, "bottleneck", dirs, space=space, magnitudes=mags),
+                         repeat=1)
         rows.append({"benchmark": f"steering, {n_int} interventions (conv_ae bottleneck)", "ours_s": t_ours,
                      "reference_s": t_ref, "ratio": t_ours / t_ref, "per_s": n_int / t_ours})
         pairs = StimulusSet.render(f"{d}/pairs", counterfactual_pairs(space, 32, seed=1, min_change=0.2), 16000,

@@ -26,7 +26,7 @@ NOTES = ("Jacobians: 12 factors, 4 stimuli of 0.5 s at 16 kHz through the synthe
 def _jacobian_rows() -> list[dict]:
     spec = parse_spec(dict(family="conv_ae"))
     model = build(spec, 0).eval()
-    batch = stimulus_batch(None, 4, 16000, seconds=0.5, seed=0, max_partials=32)
+    batch = stimulus_batch(None, 4, sample_rate=16000, seconds=0.5, seed=0, max_partials=32)
     sites = [s.name for s in model.sites() if s.role in ("encoder", "bottleneck")]
 
     def ours():

@@ -52,7 +52,7 @@ def curves(n: int) -> pd.DataFrame:
                 t = op.table.set_index("factor")
                 base = ds.audio(op.steer_clips)
                 axis = np.eye(4)[:, 0]
-                e = effect_matrix(model, base, SITE, {"f0": axis * 0.3}, space)
+                e = effect_matrix(model, base, SITE, {"f0": axis * 0.3}, space=space)
                 iia = interchange_accuracy(model, pairs, SITE, {"f0": axis[:, None]}, space).iloc[0]["iia"]
                 c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
                 rows.append({"nonlinearity": nonlinearity, "angle": angle,

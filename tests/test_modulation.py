@@ -37,7 +37,7 @@ def test_fit_sinusoid_exact_on_clean_tracks(rng):
     # 0.865 s: no whole number of periods; drift and offset; 20 % of frames missing
     t, y, rate, amp, phase, offset, slope = _sinusoids(rng)
     y[rng.random(y.shape) < 0.2] = np.nan
-    fit = fit_sinusoid(y, t, (2.0, 12.0))
+    fit = fit_sinusoid(y, t, rate_range=(2.0, 12.0))
     np.testing.assert_allclose(fit.rate.numpy(), rate, atol=1e-4)
     np.testing.assert_allclose(fit.amplitude.numpy(), amp, rtol=1e-4)
     dphi = np.angle(np.exp(1j * (fit.phase.numpy() - phase)))
@@ -50,10 +50,10 @@ def test_fit_sinusoid_exact_on_clean_tracks(rng):
 def test_fit_sinusoid_noisy_tracks_and_frame_rate(rng):
     t, y, rate, amp, *_ = _sinusoids(rng)
     y = y + rng.normal(0, 1.0, y.shape)
-    fit = fit_sinusoid(torch.from_numpy(y), 200.0, (2.0, 12.0))
+    fit = fit_sinusoid(torch.from_numpy(y), 200.0, rate_range=(2.0, 12.0))
     assert np.median(np.abs(fit.rate.numpy() - rate)) < 0.05
     assert np.median(np.abs(fit.amplitude.numpy() - amp) / amp) < 0.05
-    same = fit_sinusoid(y, t, (2.0, 12.0))
+    same = fit_sinusoid(y, t, rate_range=(2.0, 12.0))
     np.testing.assert_allclose(same.rate.numpy(), fit.rate.numpy(), atol=1e-9)
 
 
@@ -61,7 +61,7 @@ def test_fit_sinusoid_without_drift_and_unusable_rows(rng):
     t = np.arange(200) / 200.0
     y = np.stack([3 + 2 * np.sin(2 * np.pi * 4.3 * t), np.full(200, np.nan)])
     y[1, :3] = 1.0  # 3 valid frames: too few
-    fit = fit_sinusoid(y, t, (2, 12), drift=False)
+    fit = fit_sinusoid(y, t, rate_range=(2, 12), drift=False)
     assert abs(float(fit.rate[0]) - 4.3) < 1e-4 and float(fit.slope[0]) == 0.0
     assert all(math.isnan(float(v[1])) for v in fit)
 
@@ -83,7 +83,7 @@ def test_fit_sinusoid_bad_arguments():
         fit_sinusoid(y, 100.0, weights=-np.ones(50))
     for rr in [(5.0, 2.0), (0.0, 3.0), (1.0, math.inf)]:
         with pytest.raises(ConfigError):
-            fit_sinusoid(y, 100.0, rr)
+            fit_sinusoid(y, 100.0, rate_range=rr)
     with pytest.raises(ConfigError):
         fit_sinusoid(y, -100.0)
 

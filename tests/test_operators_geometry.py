@@ -88,7 +88,7 @@ def wav2vec2():
 
 @pytest.mark.slow
 def test_wav2vec2_feature_encoder_published_geometry(wav2vec2):
-    geo = site_geometry(wav2vec2, "hf:wav2vec2-base").set_index("site")
+    geo = site_geometry(wav2vec2, model_name="hf:wav2vec2-base").set_index("site")
     kernels, strides = [10, 3, 3, 3, 3, 2, 2], [5, 2, 2, 2, 2, 2, 2]
     r, j = 1, 1
     for i, (k, s) in enumerate(zip(kernels, strides, strict=True)):
@@ -111,7 +111,7 @@ def test_crepe_receptive_field_and_inner_geometry():
     from ontoscope.models.registry import load_model
 
     model = load_model("crepe:tiny")
-    geo = site_geometry(model, "crepe:tiny").set_index("site")
+    geo = site_geometry(model, model_name="crepe:tiny").set_index("site")
     out = geo.loc["head.classifier"]
     assert out["receptive_field_samples"] == 1024 and out["receptive_field_s"] == pytest.approx(0.064)
     assert out["stride"] == 160 and out["frame_rate_hz"] == 100
@@ -141,7 +141,7 @@ def _wrapped(norm: bool, rnn: bool):
     torch.manual_seed(0)
     net = _Net(norm, rnn)
     sites = {"b": "b", **({"rnn": "rnn"} if rnn else {})}
-    return wrap(net, sites, 16000, preprocess=lambda a: a.unsqueeze(1))
+    return wrap(net, sites, sample_rate=16000, preprocess=lambda a: a.unsqueeze(1))
 
 
 def test_wrapped_model_functional_pool_time_norm_and_recurrence():

@@ -16,7 +16,7 @@ SMALL = dict(family="conv_ae", strides=[2, 4], width=4, bottleneck=8)
 
 @pytest.fixture(scope="module")
 def batch():
-    return stimulus_batch(None, 2, 16000, seconds=0.2, seed=0, max_partials=16)
+    return stimulus_batch(None, 2, sample_rate=16000, seconds=0.2, seed=0, max_partials=16)
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_stats_on_planted_jacobians():
     cols[1] = e[1][None, :, None] * torch.randn(b, 1, t, generator=g, dtype=torch.float64)
     cols[2] = 2.0 * cols[0]  # parallel to factor 0
     acts = {"s": torch.ones(b, c, t, dtype=torch.float64)}
-    res = jacobian_stats({"s": cols}, acts, ["a", "b", "c"])
+    res = jacobian_stats({"s": cols}, acts, names=["a", "b", "c"])
     pairs = res.pairs.set_index(["factor_a", "factor_b"])
     assert pairs.loc[("a", "b"), "cos_gram"] == pytest.approx(0.0, abs=1e-12)
     assert pairs.loc[("a", "c"), "cos_gram"] == pytest.approx(1.0)
@@ -119,7 +119,7 @@ def test_stats_on_planted_jacobians():
     assert ratio == pytest.approx(2.0)
     assert fac.loc["a", "max_abs_cos"] == pytest.approx(1.0) and fac.loc["b", "max_abs_cos"] == pytest.approx(0.0)
     assert res.sites["gram_condition"].iloc[0] > 1e12  # a and c are the same direction
-    res2 = jacobian_stats({"s": cols[:2]}, acts, ["a", "b"])
+    res2 = jacobian_stats({"s": cols[:2]}, acts, names=["a", "b"])
     assert res2.sites["gram_condition"].iloc[0] == pytest.approx(1.0)
 
 
@@ -150,7 +150,7 @@ def test_recurrent_model_runs_in_forward_mode_and_restores_onednn(batch):
         def forward(self, x):
             return self.lstm(self.conv(x).transpose(1, 2))[0].transpose(1, 2)
 
-    model = wrap(Net(), {"conv": "conv", "lstm": "lstm"}, 16000, preprocess=lambda a: a.unsqueeze(1))
+    model = wrap(Net(), {"conv": "conv", "lstm": "lstm"}, sample_rate=16000, preprocess=lambda a: a.unsqueeze(1))
     before = torch.backends.mkldnn.enabled
     jac, _, used = feature_jacobians(model, batch, ["conv", "lstm"])
     assert used in ("jvp+vmap", "jvp") and torch.backends.mkldnn.enabled == before
@@ -201,7 +201,7 @@ def _two_stage(kind: str):
     net = torch.nn.Sequential()
     net.add_module("conv", torch.nn.Conv1d(1, 8, 16, stride=8))
     net.add_module("head", _Head(kind))
-    return wrap(net, {"conv": "conv", "head": "head"}, 16000, preprocess=lambda a: a.unsqueeze(1))
+    return wrap(net, {"conv": "conv", "head": "head"}, sample_rate=16000, preprocess=lambda a: a.unsqueeze(1))
 
 
 def test_attention_runs_in_forward_mode_when_short_and_by_differences_when_long(batch, monkeypatch):

@@ -122,7 +122,7 @@ def test_jacobians_at_five_initialisations_and_the_given_weights(small):
     assert sorted(jf[jf["weights"] == "init"]["seed"].unique()) == [0, 1, 2, 3, 4]
     assert (jf["weights"] == "given").any()
     # seed k is the family's own initialisation build(spec, k), run on the same stimuli
-    batch = stimulus_batch(["f0", "loudness", "tremolo_rate", "tremolo_depth"], 2, 16000, seconds=0.2,
+    batch = stimulus_batch(["f0", "loudness", "tremolo_rate", "tremolo_depth"], 2, sample_rate=16000, seconds=0.2,
                            seed=0, max_partials=8)
     jac, _, _ = feature_jacobians(build(spec, 3).eval(), batch, ["bottleneck"])
     sens = torch.sqrt((jac["bottleneck"].double().flatten(2).norm(dim=-1) ** 2).mean(1) / jac["bottleneck"].shape[-1])
@@ -159,7 +159,7 @@ def test_initialisations_run_while_a_decision_is_near_its_threshold():
     upto = max(sites.index(s) for s in close)
     assert upto < len(sites) - 1 and set(later[later["seed"] == 1]["site"]) == set(sites[: upto + 1])
     # the first round is the same either way, and a later one is the family's own initialisation
-    batch = stimulus_batch(FOUR, 2, 16000, seconds=0.2, seed=0, max_partials=8)
+    batch = stimulus_batch(FOUR, 2, sample_rate=16000, seconds=0.2, seed=0, max_partials=8)
     jac, _, _ = feature_jacobians(build(spec, 2).eval(), batch, ["encoder.block0"])
     sens = torch.sqrt((jac["encoder.block0"].double().flatten(2).norm(dim=-1) ** 2).mean(1)
                       / jac["encoder.block0"].shape[-1])

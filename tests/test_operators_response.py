@@ -28,7 +28,7 @@ SR = 16000
 
 
 def _fixed(conv: nn.Conv1d) -> object:
-    return wrap(nn.Sequential(conv), {"out": "0"}, SR, preprocess=lambda a: a.unsqueeze(1))
+    return wrap(nn.Sequential(conv), {"out": "0"}, sample_rate=SR, preprocess=lambda a: a.unsqueeze(1))
 
 
 def _decimator(stride: int) -> object:
@@ -136,7 +136,7 @@ def test_fixed_rate_and_crepe_five_hz_vibrato():
     assert oscillatory_ranges(space) == {"vibrato_depth": (5.0, 5.0, "vibrato_rate")}
     from ontoscope.models.registry import load_model
 
-    geo = site_geometry(load_model("crepe:tiny"), "crepe:tiny", empirical=False)
+    geo = site_geometry(load_model("crepe:tiny"), model_name="crepe:tiny", empirical=False)
     m = modulation_limits(geo, space).set_index(["site", "factor"])
     row = m.loc[("head.classifier", "vibrato_depth")]
     assert row["receptive_field_s"] == pytest.approx(0.064) and row["frame_rate_hz"] == 100

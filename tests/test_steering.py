@@ -39,7 +39,7 @@ def test_axis_steering_leaks_as_the_rotation_predicts(space, base, angle):
     """Steering latent channel 0 moves u_f0 by m cos θ and u_loudness by m sin θ: specificity cos θ / (cos θ + sin θ);
     on the normalised [0, 1] scale the slope of f0 is cos θ / 2."""
     model = PlantedModel(space, angle=angle, sample_rate=SR)
-    e = effect_matrix(model, base, "bottleneck", {"f0": _axis(4, 0)}, space, magnitudes=(-0.1, 0.0, 0.1))
+    e = effect_matrix(model, base, "bottleneck", {"f0": _axis(4, 0)}, space=space, magnitudes=(-0.1, 0.0, 0.1))
     e = e.set_index("measured")
     c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
     assert e.loc["f0", "slope"] == pytest.approx(c / 2, abs=0.02)
@@ -58,7 +58,7 @@ def test_probe_directions_undo_the_rotation(space, base, tmp_path):
     z = model.encode(ds.audio(), "bottleneck").mean(-1).numpy()
     targets = ds.factors[NAMES].apply(lambda col: space[col.name].normalize(col.to_numpy()))
     dirs = probe_directions(z, targets)
-    e = effect_matrix(model, base, "bottleneck", {"f0": dirs["f0"]}, space, magnitudes=(-0.1, 0.0, 0.1))
+    e = effect_matrix(model, base, "bottleneck", {"f0": dirs["f0"]}, space=space, magnitudes=(-0.1, 0.0, 0.1))
     assert e["specificity"].iloc[0] > 0.95
     diff = mean_difference_directions(z, targets)["f0"]
     assert np.dot(diff, dirs["f0"]) > 0.9  # both find the same direction, up to the sampling of the quartiles
@@ -71,13 +71,13 @@ def test_steer_shapes_and_bad_input(space, base):
     with pytest.raises(ConfigError, match="4 channels"):
         steer(model, base, "bottleneck", np.ones(3), [0.0])
     with pytest.raises(ConfigError, match="two different magnitudes"):
-        effect_matrix(model, base, "bottleneck", {"f0": _axis(4, 0)}, space, magnitudes=(0.1,))
+        effect_matrix(model, base, "bottleneck", {"f0": _axis(4, 0)}, space=space, magnitudes=(0.1,))
 
     class Pitch:
         output = "pitch"
 
     with pytest.raises(ConfigError, match="scored on the audio"):  # a model without audio needs a readout
-        effect_matrix(Pitch(), base, "x", {"f0": np.ones(1)}, space)
+        effect_matrix(Pitch(), base, "x", {"f0": np.ones(1)}, space=space)
 
 
 class EnvelopeModel:
@@ -113,10 +113,10 @@ def test_a_temporal_intervention_drives_a_tremolo_a_static_one_cannot():
     m = measure(out, SR)
     np.testing.assert_allclose(m["tremolo_rate"], 6.0, atol=0.1)
     np.testing.assert_allclose(m["tremolo_depth"], 0.4, atol=0.05)  # 0.04 on an envelope of 0.1
-    e = effect_matrix(model, base, "envelope", {"tremolo_depth": d}, space, magnitudes=(0.0, 0.02, 0.04),
+    e = effect_matrix(model, base, "envelope", {"tremolo_depth": d}, space=space, magnitudes=(0.0, 0.02, 0.04),
                       rate_hz=6.0).set_index("measured")
     assert e.loc["tremolo_depth", "slope"] == pytest.approx(10.0, rel=0.15) and (e["kind"] == "temporal").all()
-    static = effect_matrix(model, base, "envelope", {"tremolo_depth": d}, space, magnitudes=(0.0, 0.02, 0.04))
+    static = effect_matrix(model, base, "envelope", {"tremolo_depth": d}, space=space, magnitudes=(0.0, 0.02, 0.04))
     static = static.set_index("measured")
     assert abs(static.loc["tremolo_depth", "slope"]) < 1.0 and static.loc["loudness", "slope"] > 1.0
     with pytest.raises(ConfigError, match="frame Nyquist|Nyquist"):

@@ -107,7 +107,7 @@ def test_resume_with_the_original_audio_for_skip_connections(audio):
             h = self.a(x)
             return self.b(h) + h  # the output also reads the site before "b"
 
-    model = wrap(Skip(), {"a": "a", "b": "b"}, 8000, preprocess=lambda a: a.unsqueeze(1))
+    model = wrap(Skip(), {"a": "a", "b": "b"}, sample_rate=8000, preprocess=lambda a: a.unsqueeze(1))
     with torch.no_grad():
         full = model(audio)
         acts = model.encode(audio, "b")
@@ -121,7 +121,7 @@ def test_sites_are_described(model):
     assert [(s.layout, s.channels) for s in sites] == [("BCT", 4), ("BCT", 4), ("BCT", 6), ("BCT", 6)]
     assert isinstance(model, AudioModel) and model.sample_rate == 8000 and model.output == "embedding"
     declared = Site("low", "BCT", 4, stride=4, receptive_field=8, notes={"module": "0"})
-    m2 = wrap(toy(), {"low": declared}, 8000, preprocess=lambda a: a.unsqueeze(1))
+    m2 = wrap(toy(), {"low": declared}, sample_rate=8000, preprocess=lambda a: a.unsqueeze(1))
     assert m2.site("low").stride == 4 and m2.site("low").receptive_field == 8
 
 
@@ -131,23 +131,23 @@ def test_unknown_site_and_module_path(model, audio):
     with pytest.raises(SiteError):
         model.resume(torch.zeros(1, 4, 3), "nope")
     with pytest.raises(ConfigError, match="module path '7' does not exist"):
-        wrap(toy(), {"x": "7"}, 8000)
+        wrap(toy(), {"x": "7"}, sample_rate=8000)
     with pytest.raises(ConfigError, match="did you mean"):
-        wrap(nn.Sequential(nn.Sequential(nn.Linear(2, 2))), {"x": "0.O"}, 8000)
+        wrap(nn.Sequential(nn.Sequential(nn.Linear(2, 2))), {"x": "0.O"}, sample_rate=8000)
     with pytest.raises(ConfigError, match="sample_rate"):
-        wrap(toy(), SITES, 0)
+        wrap(toy(), SITES, sample_rate=0)
     with pytest.raises(ConfigError, match="output must be"):
-        wrap(toy(), SITES, 8000, output="logits")
+        wrap(toy(), SITES, sample_rate=8000, output="logits")
     with pytest.raises(ConfigError, match="at least one site"):
-        wrap(toy(), {}, 8000)
+        wrap(toy(), {}, sample_rate=8000)
 
 
 def test_decode(audio):
     net = nn.Sequential(nn.Conv1d(1, 2, 3, padding=1), nn.Conv1d(2, 1, 3, padding=1)).eval()
-    ae = wrap(net, {"mid": "0"}, 8000, output="audio", preprocess=lambda a: a.unsqueeze(1),
+    ae = wrap(net, {"mid": "0"}, sample_rate=8000, output="audio", preprocess=lambda a: a.unsqueeze(1),
               postprocess=lambda y: y.squeeze(1))
-    emb = wrap(net, {"mid": "0"}, 8000, output="embedding", preprocess=lambda a: a.unsqueeze(1))
-    voc = wrap(net, {"mid": "0"}, 8000, output="spectrogram", preprocess=lambda a: a.unsqueeze(1),
+    emb = wrap(net, {"mid": "0"}, sample_rate=8000, output="embedding", preprocess=lambda a: a.unsqueeze(1))
+    voc = wrap(net, {"mid": "0"}, sample_rate=8000, output="spectrogram", preprocess=lambda a: a.unsqueeze(1),
                decode=lambda y: 2 * y.squeeze(1))
     with torch.no_grad():
         acts = ae.encode(audio, "mid")

@@ -40,6 +40,7 @@ def _names(text: str | None) -> list[str] | None:
 @app.command()
 def stimuli(
     out_dir: Path = typer.Argument(..., metavar="OUT", help="Directory of the new stimulus set."),
+    *,
     n: int = typer.Option(256, "--n", help="Number of clips (pairs per factor with --pairs)."),
     sr: int = typer.Option(16000, "--sr", help="Sample rate in Hz."),
     seconds: float = typer.Option(1.0, "--seconds", help="Duration of every clip in seconds."),
@@ -94,6 +95,7 @@ def stimuli(
 @app.command()
 def measure(
     path: Path = typer.Argument(..., help="A WAV/FLAC file, a folder of them, or a stimulus set."),
+    *,
     table_out: Path = typer.Option(..., "--out", help="Output table, .parquet or .csv."),
     fmin: float = typer.Option(50.0, "--fmin", help="Lowest f0 searched, Hz."),
     fmax: float = typer.Option(2000.0, "--fmax", help="Highest f0 searched, Hz."),
@@ -114,6 +116,7 @@ def measure(
 @app.command()
 def train(
     spec_path: Path = typer.Argument(..., metavar="SPEC.yaml", help="Architecture spec (family and knobs)."),
+    *,
     data: Path = typer.Option(..., "--data", help="Stimulus set to train on."),
     out_dir: Path = typer.Option(..., "--out", help="Checkpoint directory (resumes an unfinished run)."),
     steps: int = typer.Option(None, "--steps", help="Training steps (default from --config, else 6000)."),
@@ -159,6 +162,7 @@ def list_models_cmd() -> None:
 def analyze(
     model_ref: str = typer.Argument(..., metavar="MODEL_REF", help="A checkpoint directory, a family spec YAML, "
                                     "crepe:tiny|full, pesto or hf:NAME (see `ontoscope models`)."),
+    *,
     out_dir: Path = typer.Option(..., "--out", help="Directory for the Parquet tables, figures and latent.json."),
     fmt: str = typer.Option("table", "--format", help="What to print: table or json."),
     seeds: int = typer.Option(5, "--seeds", help="Random initialisations for the Jacobians at init (0: none)."),
@@ -190,6 +194,7 @@ def analyze(
 def probe(
     model_ref: str = typer.Argument(..., metavar="MODEL_REF", help="A checkpoint directory, a family spec YAML, "
                                     "crepe:tiny|full, pesto or hf:NAME (see `ontoscope models`)."),
+    *,
     data: Path = typer.Option(..., "--data", help="Stimulus set to capture the sites over."),
     out_dir: Path = typer.Option(..., "--out", help="Directory for the capture, tables and figures (resumes)."),
     sites: str = typer.Option(None, "--sites", help="Comma-separated sites (default: every site)."),
@@ -225,6 +230,7 @@ def probe(
 @app.command()
 def report(
     run_dir: Path = typer.Argument(..., metavar="RUN_DIR", help="A finished study run (run.json and tables/)."),
+    *,
     examples: int = typer.Option(None, "--examples", help="Steering examples per model (default: the "
                                  "config's report.examples, else 3)."),
 ) -> None:
@@ -239,6 +245,7 @@ def report(
 
 @app.command()
 def demo(
+    *,
     out_dir: Path = typer.Option(Path("runs/demo"), "--out", help="Where the stimulus set and tables go."),
     n: int = typer.Option(256, "--n", help="Number of clips."),
     seed: int = typer.Option(0, "--seed", help="Seed."),
@@ -275,6 +282,7 @@ def _print_table(df, title: str) -> None:
 @app.command("run")
 def run_cmd(
     config: Path = typer.Argument(..., metavar="CONFIG", help="Study config (YAML), e.g. configs/demo.yaml."),
+    *,
     out_dir: Path = typer.Option(None, "--out", help="Run directory (default: runs/<name>); resumes."),
     force: str = typer.Option(None, "--force", help="Comma-separated stages to recompute (train, latent, ...)."),
     executor: str = typer.Option("local", "--executor", help="local (in-process) or ray (a task per model)."),

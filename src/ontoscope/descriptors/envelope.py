@@ -319,6 +319,7 @@ def amplitude_envelope(
     audio: np.ndarray | torch.Tensor,
     sr: int,
     f0: Estimate | torch.Tensor | np.ndarray | None = None,
+    *,
     env_rate: float = 2000.0,
     ratio: float = 0.8,
     stop_ratio: float = 0.9,
@@ -442,13 +443,13 @@ def _fit_modulations(y: torch.Tensor, t: torch.Tensor, w: torch.Tensor, trem_ran
         q, wq = y / bc, w * bc * bc
         # the rate is scanned on the first harmonic alone: with the second in the scan, a beat
         # line at Δ < 2 · 14 Hz would pass for the second harmonic of a tremolo at Δ / 2
-        r = best_rate(q, wq, t, lo_t, hi_t, (1,), tn, oversample, refine)
+        r = best_rate(q, wq, t, lo=lo_t, hi=hi_t, harmonics=(1,), tn=tn, oversample=oversample, iters=refine)
         rss_t, ct = fit_at(q, wq, t, r, (1, 2), tn)
         e2 = (_design(t, r, (1, 2), tn) * ct[:, :, None]).sum(1)
         scale = e2.abs().mean(-1, keepdim=True).clamp_min(1e-300)
         e2c = torch.maximum(e2, 0.02 * scale)
         q2, w2 = y / e2c, w * e2c * e2c
-        d = best_rate(q2, w2, t, blo, bhi, (1,), None, oversample, refine)
+        d = best_rate(q2, w2, t, lo=blo, hi=bhi, harmonics=(1,), tn=None, oversample=oversample, iters=refine)
         rss_b, cb = fit_at(q2, w2, t, d, (1,), None)
         cb = cb / cb[:, :1].clamp_min(1e-300)
         cb = torch.where(has_beat[:, None], cb, torch.nan_to_num(cb * 0.0))
@@ -602,6 +603,7 @@ def envelope_analysis(
     audio: np.ndarray | torch.Tensor,
     sr: int,
     f0: Estimate | torch.Tensor | np.ndarray | None = None,
+    *,
     hnr: torch.Tensor | np.ndarray | float | None = None,
     tremolo_range: tuple[float, float] = (2.0, 14.0),
     beat_range: tuple[float, float] = (15.0, 80.0),

@@ -92,7 +92,7 @@ def _clip_partials(audio, sr: int, f0_track: Estimate | torch.Tensor | None, hop
         raise ConfigError(f"f0_track has {f0.shape[1]} frames, more than {x.shape[1]} samples "
                           f"at a hop of {hop} samples hold; pass the hop_seconds it was made with")
     f0 = f0.to(device=x.device, dtype=torch.float32)
-    return measure_partials(x, sr, f0, hop), torch.isfinite(clip_f0(f0).value)
+    return measure_partials(x, sr, f0, hop=hop), torch.isfinite(clip_f0(f0).value)
 
 
 def _reasons(value: torch.Tensor, voiced: torch.Tensor, valid: torch.Tensor, other: str

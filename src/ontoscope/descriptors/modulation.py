@@ -185,7 +185,7 @@ def _grid(lo: float, hi: float, duration: float, oversample: float) -> torch.Ten
     return torch.linspace(lo, hi, n, dtype=torch.float64)
 
 
-def best_rate(y: torch.Tensor, w: torch.Tensor, t: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
+def best_rate(y: torch.Tensor, w: torch.Tensor, t: torch.Tensor, *, lo: torch.Tensor, hi: torch.Tensor,
               harmonics: Sequence[int], tn: torch.Tensor | None, oversample: float, iters: int,
               grid: torch.Tensor | None = None) -> torch.Tensor:
     """Rate in ``[lo, hi]`` (per clip, ``[B]``, Hz) minimising the weighted RSS of :func:`fit_at`.
@@ -258,6 +258,7 @@ def _weights(track: torch.Tensor, weights: torch.Tensor | np.ndarray | None) -> 
 def fit_sinusoid(
     track: torch.Tensor | np.ndarray,
     times: torch.Tensor | np.ndarray | float,
+    *,
     rate_range: tuple[float, float] = (2.0, 12.0),
     weights: torch.Tensor | np.ndarray | None = None,
     drift: bool = True,
@@ -327,7 +328,8 @@ def fit_sinusoid(
     lo_t = torch.full((b,), lo, dtype=torch.float64, device=y.device)
     hi_t = torch.full((b,), hi, dtype=torch.float64, device=y.device)
     harmonics = (1,)
-    rate = best_rate(yc, w, t, lo_t, hi_t, harmonics, tn, oversample, refine_iters)
+    rate = best_rate(yc, w, t, lo=lo_t, hi=hi_t, harmonics=harmonics, tn=tn, oversample=oversample,
+                     iters=refine_iters)
     rss, coef = fit_at(yc, w, t, rate, harmonics, tn)
     k0 = 2 if drift else 1
     a, bb = coef[:, k0], coef[:, k0 + 1]
@@ -352,6 +354,7 @@ def fit_sinusoid(
 def vibrato(
     f0_track: Estimate | torch.Tensor | np.ndarray,
     times: torch.Tensor | np.ndarray | float | None = None,
+    *,
     rate_range: tuple[float, float] = (2.0, 12.0),
     weights: torch.Tensor | np.ndarray | None = None,
     min_depth: float = 3.0,
@@ -421,14 +424,14 @@ def vibrato(
     cents = 1200 * torch.log2(f0 / ref[:, None])
     cents = torch.where(cents.abs() <= 600, cents, torch.full_like(cents, math.nan))
     w = _weights(cents, weights)
-    fit = fit_sinusoid(cents, t, rate_range, w)
+    fit = fit_sinusoid(cents, t, rate_range=rate_range, weights=w)
     # one pass of outlier rejection on the residuals
     resid = cents - _model(fit, t)
     dev = torch.where(w > 0, resid.abs(), torch.full_like(resid, math.nan))
     mad = torch.nanmedian(dev, dim=-1).values
     keep = (dev <= 5 * 1.4826 * mad[:, None].clamp_min(0.5)) & (w > 0)
     w2 = torch.where(keep, w, torch.zeros_like(w))
-    fit = fit_sinusoid(torch.where(keep, cents, torch.full_like(cents, math.nan)), t, rate_range, w2)
+    fit = fit_sinusoid(torch.where(keep, cents, torch.full_like(cents, math.nan)), t, rate_range=rate_range, weights=w2)
 
     r2_band = _band_r2(cents, fit, t, w2, 1.5 * float(rate_range[1]))
     voiced = w2 > 0

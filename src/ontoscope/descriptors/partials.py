@@ -314,7 +314,7 @@ def _fit(h: torch.Tensor, ok: torch.Tensor, peak_snr: torch.Tensor, unit: torch.
     return icpt.sqrt(), slope / icpt, used
 
 
-def measure_partials(x: torch.Tensor, sr: int, f0: torch.Tensor, hop: int, max_partials: int = 64,
+def measure_partials(x: torch.Tensor, sr: int, f0: torch.Tensor, *, hop: int, max_partials: int = 64,
                      band: float = 0.25, min_peak_snr: float = 20.0, max_range: float = 100.0,
                      stages: tuple[int, ...] = (4, 12, 32, 64), max_freq: float | None = None,
                      upsample: int = 4, spectrum: torch.Tensor | None = None, with_hnr: bool = True,

@@ -595,7 +595,7 @@ def _track(x: torch.Tensor, sr: int, fmin: float, fmax: float, hop: int, n_frame
         top = torch.nanmedian(f0, -1).values
         top = float(top[torch.isfinite(top)].max()) if bool(torch.isfinite(top).any()) else sr / 2
         partials_args = {**partials_args, "max_freq": 3.0 * top}
-    parts = measure_partials(x, sr, f0, hop, spectrum=spec, **partials_args) if harmonic else None
+    parts = measure_partials(x, sr, f0, hop=hop, spectrum=spec, **partials_args) if harmonic else None
     return f0, per, parts
 
 

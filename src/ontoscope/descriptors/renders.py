@@ -341,5 +341,6 @@ def _control_tremolo(x: torch.Tensor, b: torch.Tensor, sr: int, f0: torch.Tensor
     p_x, p_b = env_x.power.double(), env_b.power.double()
     gain = torch.sqrt(p_x.clamp_min(0) / p_b.clamp_min(1e-30))
     keep = (p_b > 1e-4 * p_b.amax(-1, keepdim=True)) & (times > 0.1) & (times < times[-1] - 0.03)
-    fit = fit_sinusoid(torch.where(keep, gain, torch.full_like(gain, math.nan)), times, rate_range, drift=False)
+    fit = fit_sinusoid(torch.where(keep, gain, torch.full_like(gain, math.nan)), times, rate_range=rate_range,
+                       drift=False)
     return fit.rate.numpy(), (fit.amplitude / fit.offset).numpy()

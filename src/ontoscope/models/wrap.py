@@ -274,6 +274,7 @@ def _device(module: nn.Module) -> torch.device:
 def wrap(
     module: nn.Module,
     sites: Mapping[str, str | Site],
+    *,
     sample_rate: int,
     output: OutputKind = "embedding",
     decode: Callable[[torch.Tensor], torch.Tensor] | None = None,

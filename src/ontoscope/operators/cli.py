@@ -70,6 +70,7 @@ def print_table(onto: LatentOntology, console: Console) -> None:
 def analyze_command(
     model_ref: str,
     out: Path,
+    *,
     fmt: str = "table",
     seeds: int = 5,
     factors: Sequence[str] | None = None,

@@ -110,6 +110,7 @@ def _trim(acts: torch.Tensor, margin: int) -> torch.Tensor:
 def sine_sweep(
     model: AudioModel,
     sites: Sequence[str] | None = None,
+    *,
     freqs: np.ndarray | None = None,
     seconds: float = 0.25,
     amplitude: float = 0.1,

@@ -103,6 +103,7 @@ class StimulusBatch:
 def stimulus_batch(
     space: FactorSpace | Sequence[str] | None,
     n: int,
+    *,
     sample_rate: int,
     seconds: float = 0.25,
     seed: int = 0,
@@ -184,6 +185,7 @@ def feature_jacobians(
     model: AudioModel,
     batch: StimulusBatch,
     sites: Sequence[str] | None = None,
+    *,
     method: str = "jvp",
     use_vmap: bool = True,
     fd_step: float = 1e-3,
@@ -344,6 +346,7 @@ class JacobianResult:
 def jacobian_stats(
     jac: dict[str, torch.Tensor],
     acts: dict[str, torch.Tensor],
+    *,
     names: Sequence[str],
     labels: dict[str, object] | None = None,
     energy: float = 0.9,

@@ -357,7 +357,7 @@ def analyze(
     names = site_names(model, sites)
     tables: dict[str, pd.DataFrame] = {}
     with _Progress(progress) as bar:
-        geo = site_geometry(model, name, empirical=empirical,
+        geo = site_geometry(model, model_name=name, empirical=empirical,
                             progress=bar.step(f"{name}: receptive fields", len(names)) if empirical else None)
         geo = geo[geo["site"].isin(names)].reset_index(drop=True)
         ops = traced_ops(model)
@@ -410,7 +410,7 @@ def analyze(
         inj_by_site: dict[str, dict] = {}
         bws, injs = [], []
         if swept:
-            result = sine_sweep(model, swept, freqs, seconds=sweep_seconds, margins=margins, seed=seed,
+            result = sine_sweep(model, swept, freqs=freqs, seconds=sweep_seconds, margins=margins, seed=seed,
                                 progress=bar.step(f"sine sweep, {len(swept)} of {len(names)} sites",
                                                   -(-freqs.size // 32)))
             tables["responses"] = result.table(name)
@@ -432,7 +432,8 @@ def analyze(
         geo["collapse_fraction"] = geo["site"].map({s: v["collapse_fraction"] for s, v in inj_by_site.items()})
         tables["sites"] = geo
 
-    tables["factors"] = decide(tables, space, thresholds, freqs, inj_by_site, sr, name, seeds > 0)
+    tables["factors"] = decide(tables, space, th=thresholds, freqs=freqs, inj_by_site=inj_by_site, sr=sr,
+                                 model_name=name, use_init=seeds > 0)
     meta = {"thresholds": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(thresholds).items()},
             "factors": list(space.names), "seeds": seeds, "min_seeds": min_seeds, "seeds_run": rounds,
             "n_stimuli": n_stimuli, "seconds": seconds, "sweep_points": sweep_points,
@@ -465,13 +466,14 @@ def _jacobian_rounds(model: AudioModel, tables: dict[str, pd.DataFrame], space: 
     of initialisations run (see :func:`analyze` for when another one runs, and through which sites).
     """
     sr = int(model.sample_rate)
-    batch = stimulus_batch(space, n_stimuli, sr, seconds=seconds, seed=seed, max_partials=max_partials)
+    batch = stimulus_batch(space, n_stimuli, sample_rate=sr, seconds=seconds, seed=seed, max_partials=max_partials)
     tangents = audio_tangents(batch)
     jf, jp, js = [], [], []
     step = bar.step(f"feature Jacobians ({len(space.factors)} factors, {n_stimuli} stimuli; given weights, then "
                     f"{min_seeds} to {seeds} initialisations)", 1 + seeds)
     j, a, used = feature_jacobians(model, batch, names, use_vmap=use_vmap, tangents=tangents)
-    given = jacobian_stats(j, a, batch.names, {"model": name, "weights": "given", "seed": -1, "method": used})
+    given = jacobian_stats(j, a, names=batch.names,
+                           labels={"model": name, "weights": "given", "seed": -1, "method": used})
     del j, a
     jf.append(given.factors), jp.append(given.pairs), js.append(given.sites)
     step("given weights")
@@ -492,7 +494,7 @@ def _jacobian_rounds(model: AudioModel, tables: dict[str, pd.DataFrame], space: 
                     res = as_given(labels, how)
                 else:
                     j, a, how_run = feature_jacobians(m0, batch, todo, use_vmap=use_vmap, tangents=tangents)
-                    res = jacobian_stats(j, a, batch.names, {**labels, "method": f"{how_run} ({how})"})
+                    res = jacobian_stats(j, a, names=batch.names, labels={**labels, "method": f"{how_run} ({how})"})
                     del j, a
         jf.append(res.factors), jp.append(res.pairs), js.append(res.sites)
         k += 1
@@ -558,6 +560,7 @@ def _band(factor: str, space: FactorSpace, sr: int) -> tuple[float, float]:
 def decide(
     tables: dict[str, pd.DataFrame],
     space: FactorSpace,
+    *,
     th: Thresholds,
     freqs: np.ndarray,
     inj_by_site: dict[str, dict],

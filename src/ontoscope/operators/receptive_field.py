@@ -469,6 +469,7 @@ def empirical_stride(encode: Callable[[torch.Tensor], torch.Tensor], n_samples: 
 def empirical_receptive_field(
     encode: Callable[[torch.Tensor], torch.Tensor],
     n_samples: int,
+    *,
     n_inputs: int = 2,
     frame: int | None = None,
     mass: float = 0.95,
@@ -559,6 +560,7 @@ def _as_number(x: Fraction) -> float:
 
 def site_geometry(
     model: AudioModel,
+    *,
     model_name: str = "",
     empirical: bool = True,
     empirical_max_samples: int = 96000,

@@ -353,6 +353,7 @@ def _effective_rank(s: np.ndarray) -> float:
 
 def layer_spectra(
     module: nn.Module,
+    *,
     n_freq: int = 32,
     n_freq_2d: int = 8,
     quantiles: int = 33,

@@ -272,6 +272,7 @@ def alignment_table(
     model: AudioModel,
     pairs: StimulusSet,
     site: str,
+    *,
     space: FactorSpace,
     factors: Sequence[str] | None = None,
     probe_bases: Mapping[str, np.ndarray] | None = None,

@@ -86,7 +86,7 @@ def mean_difference_directions(X: np.ndarray, Y: pd.DataFrame, quantile: float =
 
 
 def steer(model: AudioModel, audio: torch.Tensor, site: str, direction: np.ndarray | torch.Tensor,
-          magnitudes: Sequence[float], rate_hz: float | None = None, phase: float = 0.0) -> torch.Tensor:
+          magnitudes: Sequence[float], *, rate_hz: float | None = None, phase: float = 0.0) -> torch.Tensor:
     """Outputs ``[M, B, ...]`` of the model run from ``site`` with ``m · direction`` added to its frames.
 
     ``direction`` has one entry per channel of the site (``C``, or ``C·F`` for
@@ -116,6 +116,7 @@ def effect_matrix(
     audio: torch.Tensor,
     site: str,
     directions: Mapping[str, np.ndarray],
+    *,
     space: FactorSpace,
     magnitudes: Sequence[float] = (-1.0, -0.5, 0.0, 0.5, 1.0),
     rate_hz: float | None = None,

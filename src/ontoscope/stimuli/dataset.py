@@ -240,6 +240,7 @@ class StimulusSet:
         sr: int = 16000,
         seconds: float = 1.0,
         seed: int = 0,
+        *,
         method: str = "uniform",
         **kwargs: Any,
     ) -> StimulusSet:

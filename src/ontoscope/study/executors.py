@@ -33,7 +33,7 @@ from ontoscope.study.storage import RunStore
 
 __all__ = ["ModelChain", "run_on_ray"]
 
-#: One model's stages: ``chain(cfg, m, stim, pairs, forced, store=store)`` -> its record
+#: One model's stages: ``chain(cfg, m, stim, pairs, forced=forced, store=store)`` -> its record
 #: (:func:`ontoscope.study.run.model_chain`).
 ModelChain = Callable[..., dict[str, Any]]
 
@@ -57,7 +57,7 @@ def _chain(chain: ModelChain, cfg: StudyConfig, m: dict[str, Any], stim: str, pa
         m = {k: dataclasses.replace(v, run=store.local) if hasattr(v, "key") else v for k, v in m.items()}
         stim = str(store.local / Path(stim).relative_to(Path(stim).parents[2]))
         pairs = str(store.local / Path(pairs).relative_to(Path(pairs).parents[2])) if pairs else None
-    record = chain(cfg, m, Path(stim), Path(pairs) if pairs else None, forced, store=store)
+    record = chain(cfg, m, Path(stim), Path(pairs) if pairs else None, forced=forced, store=store)
     if store is not None:  # paths in the record are this node's; the driver reads its own copy
         record = {k: (None if v is None else Path(os.path.relpath(v, store.local))) if k in _STAGE_DIRS else v
                   for k, v in record.items()}

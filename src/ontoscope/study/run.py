@@ -127,7 +127,8 @@ def run_study(config: str | os.PathLike | StudyConfig, out: str | os.PathLike, *
     pairs = step(plan["pairs"], lambda d: pairs_stage(cfg, d)) if plan["pairs"] else None
     controls = step(plan["controls"], lambda d: controls_stage(cfg, stim, pairs, d)) if plan["controls"] else None
     if executor == "local":
-        records = [model_chain(cfg, m, stim, pairs, forced, console, store) for m in plan["models"]]
+        records = [model_chain(cfg, m, stim, pairs, forced=forced, console=console, store=store)
+                   for m in plan["models"]]
     elif executor == "ray":
         records = run_on_ray(cfg, plan["models"], stim, pairs, forced, console, chain=model_chain, address=address,
                              retries=retries, url=store.url)
@@ -162,7 +163,7 @@ def _step(stage: Stage, work: Callable[[Path], dict[str, Any] | None], forced: s
     return path
 
 
-def model_chain(cfg: StudyConfig, m: dict[str, Any], stim: Path, pairs: Path | None, forced: set[str],
+def model_chain(cfg: StudyConfig, m: dict[str, Any], stim: Path, pairs: Path | None, *, forced: set[str],
                 console: Callable[[str], None] | None = None, store: RunStore | None = None) -> dict[str, Any]:
     """One model's stages, in order (train, latent, operational), each skipped when done; its record.
 
