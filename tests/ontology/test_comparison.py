@@ -371,7 +371,7 @@ def test_bad_tables_raise_one_line_config_errors():
 
 
 def test_ontology_imports_no_higher_layer():
-    root = Path(__file__).resolve().parents[1] / "src" / "ontoscope" / "ontology"
+    root = Path(__file__).resolve().parents[2] / "src" / "ontoscope" / "ontology"
     for path in root.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import) else

@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hf_small import SMALL
 from ontoscope.models.family import build
 from ontoscope.models.protocol import Site
 from ontoscope.models.registry import load_model
 from ontoscope.models.spec import parse_spec
+from tests.hf_small import SMALL
 
 ORDER = ("encoder", "bottleneck", "quantizer", "decoder", "head")
 

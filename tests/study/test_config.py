@@ -113,12 +113,12 @@ def test_bad_configs_on_the_command_line_leave_nothing_behind(tmp_path):
     assert r.returncode == 2 and "no such config file" in r.stderr
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parent.parent / "configs")
+@pytest.mark.parametrize("name", sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "configs")
                                          .glob("*.yaml")))
 def test_the_shipped_configs_are_valid(name):
     from ontoscope.study import load_config
 
-    cfg, _ = load_config(Path(__file__).resolve().parent.parent / "configs" / f"{name}.yaml")
+    cfg, _ = load_config(Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml")
     plans = expand_models(cfg)
     assert plans
     if name not in ("demo", "paper", "paper_soundfont"):
@@ -140,7 +140,7 @@ def test_the_shipped_configs_are_valid(name):
         assert {"crepe:full", "fcpe", "basic-pitch"} <= refs and len({p.seed for p in plans}) >= 3
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml")),
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml")),
                          ids=lambda p: p.name)
 def test_every_config_in_configs_validates(path):
     from ontoscope.study import load_config

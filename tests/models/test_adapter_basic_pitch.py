@@ -21,7 +21,7 @@ from ontoscope.models.adapters.basic_pitch import (
 from ontoscope.models.protocol import AudioModel, encode_sites
 from ontoscope.models.registry import load_model
 from ontoscope.probing.interventions import PlaceShift, place_axis
-from package_files import load_file
+from tests.package_files import load_file
 
 SR = 22050
 HOP = 256

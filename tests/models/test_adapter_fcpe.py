@@ -13,7 +13,7 @@ import torch
 from ontoscope.errors import AudioError, ConfigError
 from ontoscope.models.protocol import AudioModel, encode_sites
 from ontoscope.models.registry import load_model
-from package_files import load_file, stand_in_package
+from tests.package_files import load_file, stand_in_package
 
 SR = 16000
 HOP = 160

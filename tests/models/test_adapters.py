@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from hf_small import SMALL
 from ontoscope.errors import ConfigError
 from ontoscope.models.protocol import AudioModel, SiteError
 from ontoscope.models.registry import list_models, load_model
-from package_files import load_file, stand_in_package
+from tests.hf_small import SMALL
+from tests.package_files import load_file, stand_in_package
 
 SR = 16000
 

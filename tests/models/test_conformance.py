@@ -39,8 +39,8 @@ import pytest
 import torch
 from torch import nn
 
-from hf_small import SMALL
 from ontoscope.models.protocol import AudioModel, StagedModel, encode_sites
+from tests.hf_small import SMALL
 
 ORDER = ("encoder", "bottleneck", "quantizer", "decoder", "head")
 OUTPUTS = ("audio", "spectrogram", "pitch", "factors", "embedding", "probability")

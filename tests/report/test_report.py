@@ -42,7 +42,7 @@ models:
     trained: false
 report: {examples: 3}
 """
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _comparison(latent: pd.DataFrame, operational: pd.DataFrame) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from ontoscope.models.family import build
 from ontoscope.models.spec import parse_spec
 from ontoscope.operators import STATUSES, LatentOntology, Thresholds, analyze, feature_jacobians, stimulus_batch
 from ontoscope.operators.latent import COSINE_MARGIN
-from test_operators_geometry import conv_ae_rf
+from tests.operators.test_geometry import conv_ae_rf
 
 BIN = Path(sys.executable).parent / "ontoscope"
 OSC = ["vibrato_rate", "vibrato_depth", "tremolo_rate", "tremolo_depth", "beat_rate", "beat_depth"]
