@@ -64,6 +64,7 @@ def test_bad_input_gives_one_line_and_nonzero_exit(tmp_path, args, message):
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
+@pytest.mark.slow
 def test_train_command_trains_and_resumes(tmp_path):
     r = run("stimuli", tmp_path / "set", "--n", 12, "--sr", 8000, "--seconds", 0.3, "--factors", "f0,loudness")
     assert r.returncode == 0, r.stderr
@@ -125,6 +126,7 @@ def test_measure_bad_input_is_one_line(tmp_path, make, out, message):
     assert not (tmp_path / out).exists()
 
 
+@pytest.mark.slow
 def test_probe_command_on_a_planted_model(tmp_path):
     r = run("stimuli", tmp_path / "set", "--n", 40, "--sr", 16000, "--seconds", 0.3, "--seed", 2,
             "--factors", "f0,loudness,noise", "--overwrite")
@@ -148,6 +150,7 @@ def test_probe_command_on_a_planted_model(tmp_path):
     assert not (tmp_path / "q" / "capture").exists()  # bad options fail before any work
 
 
+@pytest.mark.slow
 def test_probe_interventions_write_the_icv_table_and_audio(tmp_path):
     common = ["--sr", 16000, "--seconds", 0.5, "--factors", "f0,loudness,noise", "--overwrite"]
     assert run("stimuli", tmp_path / "set", "--n", 48, "--seed", 2, *common).returncode == 0

@@ -197,6 +197,7 @@ def report(run_dir):
     return write_report(run_dir)
 
 
+@pytest.mark.slow
 def test_report_holds_every_section_in_order_with_its_figures_and_audio(run_dir, report):
     assert report == run_dir / "report.html" and report.is_file()
     html = report.read_text()

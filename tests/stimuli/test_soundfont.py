@@ -226,6 +226,7 @@ def test_stimuli_command_with_a_soundfont(tmp_path):
     assert isinstance(r.exception, ConfigError) and "--source soundfont" in str(r.exception)
 
 
+@pytest.mark.slow
 @needs_bank
 def test_stimuli_command_bad_soundfont_input_is_one_line(tmp_path):
     exe = Path(sys.executable).parent / "ontoscope"

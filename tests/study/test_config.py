@@ -95,6 +95,7 @@ def test_bad_config_is_one_clear_error(data, message):
     assert message in text and "\n" not in text and text.startswith("study.yaml"), text
 
 
+@pytest.mark.slow
 def test_bad_configs_on_the_command_line_leave_nothing_behind(tmp_path):
     """Through the real command: exit 2, one line on stderr, no run directory."""
     cases = [(yaml.safe_dump(_with("models.0.train.stepz", 5)), "stepz"), ("name: [unclosed", "not valid YAML"),

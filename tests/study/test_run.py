@@ -94,6 +94,7 @@ def study_status_done(run: Path) -> dict[str, int]:
     return t[t["done"]].groupby("stage").size().to_dict()
 
 
+@pytest.mark.slow
 def test_a_finished_study_is_all_cached(config, clean):
     t0 = time.perf_counter()
     lines = []
@@ -178,6 +179,7 @@ def test_ray_gives_the_local_tables_even_when_a_worker_is_killed(config, clean, 
         pd.testing.assert_frame_equal(a[name], b[name], check_exact=True, obj=name)
 
 
+@pytest.mark.slow
 def test_a_run_directory_on_an_fsspec_url_resumes_from_another_working_copy(config, clean, tmp_path,
                                                                              monkeypatch):
     """A run kept at a URL (here file://, as a shared mount): every finished stage is uploaded, its stage.json
