@@ -61,6 +61,28 @@ def test_time_warp_scales_pitch_and_rates_by_the_ratio_and_keeps_the_level(tones
         np.testing.assert_allclose(after["loudness"], before["loudness"], atol=0.2)
 
 
+@pytest.mark.parametrize("frames", [99, 100, 1000, 16000])
+def test_a_time_warp_of_dose_zero_reads_every_frame_where_it_is(frames):
+    # an even number of frames puts the clip's middle between two frames: a warp centred on a frame there
+    # read everything half a frame off, a low-pass that took 98 % of a waveform site's content above 6 kHz
+    a = torch.randn(2, 3, frames, generator=torch.Generator().manual_seed(frames))
+    np.testing.assert_allclose(TimeWarp(0.0)(a), a, atol=5e-3 if frames > 1000 else 1e-4)
+
+
+@pytest.mark.parametrize("relative", [0.1, 0.25, 0.4])
+def test_a_time_warp_keeps_the_level_of_fast_components(relative):
+    # a sinusoid at a fraction of the frame rate, warped by 3 %: its frequency scales by the ratio and its
+    # amplitude stays (band-limited interpolation; a cubic kernel loses up to a third of it at 0.4)
+    frames = 4000
+    t = torch.arange(frames, dtype=torch.float64)
+    a = torch.sin(2 * torch.pi * relative * t)[None, None]
+    y = TimeWarp(0.03)(a)[0, 0, 200:-200]  # away from the reflected ends
+    spec = torch.fft.rfft(y * torch.hann_window(y.shape[0], dtype=torch.float64))
+    peak = int(spec.abs().argmax())
+    assert peak / y.shape[0] == pytest.approx(relative * 1.03, abs=2 / y.shape[0])
+    assert float(y.pow(2).mean().sqrt()) == pytest.approx(np.sqrt(0.5), rel=0.01)
+
+
 @pytest.mark.slow
 def test_modulations_impose_tremolo_and_vibrato_at_their_rate():
     t = torch.arange(SR) / SR
