@@ -38,7 +38,7 @@ from ontoscope.descriptors.renders import render_stimuli
 from ontoscope.models.family import build
 from ontoscope.models.fidelity import reconstruction_fidelity
 from ontoscope.models.spec import parse_spec
-from ontoscope.models.train import autocast, loss_fn, parse_config, split, train
+from ontoscope.models.train import optimizer_step, parse_config, split, train
 from ontoscope.probing.operational import operational_ontology
 from ontoscope.stimuli import FactorSpace
 from ontoscope.study.stages import choose_sites
@@ -90,12 +90,7 @@ def step_seconds(device: torch.device, precision: str) -> float:
     audio = (0.1 * torch.randn(cfg.batch_size, 16000, generator=torch.Generator().manual_seed(0))).to(device)
 
     def one() -> None:
-        with autocast(device, cfg.precision):
-            loss = loss_fn(model, audio, None, cfg=cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        optimizer_step(model, opt, audio, None, cfg=cfg)
 
     t0 = time.perf_counter()
     for _ in range(2):

@@ -44,7 +44,7 @@ from ontoscope.descriptors.renders import render_stimuli  # noqa: F401 - importe
 from ontoscope.errors import ConfigError
 from ontoscope.models.family import build
 from ontoscope.models.spec import parse_spec
-from ontoscope.models.train import TrainConfig, autocast, loss_fn, pick_device
+from ontoscope.models.train import TrainConfig, optimizer_step, pick_device
 from ontoscope.models.train import parse_config as parse_train
 from ontoscope.study.config import ModelPlan, StudyConfig, expand_models, load_config, parse_config
 from ontoscope.study.stages import latent_stage, operational_stage, pairs_stage, stimuli_stage
@@ -221,12 +221,7 @@ def seconds_per_step(plan: ModelPlan, seconds: float, requested: str, steps: int
     audio, target = random_batch(model, cfg, seconds, device)
 
     def one_step() -> None:
-        with autocast(device, cfg.precision):
-            loss = loss_fn(model, audio, target, cfg=cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        optimizer_step(model, opt, audio, target, cfg=cfg)
 
     for _ in range(WARMUP_STEPS):
         one_step()

@@ -162,6 +162,20 @@ def loss_fn(model: StagedModel, audio: torch.Tensor, target: torch.Tensor | None
         return F.mse_loss(out.float()[mask], target[mask])
 
 
+def optimizer_step(model: StagedModel, opt: torch.optim.Optimizer, audio: torch.Tensor, target: torch.Tensor | None,
+                   *, cfg: TrainConfig) -> torch.Tensor:
+    """One step of the recipe on a batch ``audio`` ``[B, samples]`` (and ``target`` ``[B, factors]`` for an
+    encoder): the forward pass under :func:`autocast` of ``cfg.precision``, :func:`loss_fn` (in fp32), backward,
+    gradient clipping to ``cfg.grad_clip`` and the optimizer's step. Returns the loss, detached."""
+    with autocast(audio.device, cfg.precision):
+        loss = loss_fn(model, audio, target, cfg=cfg)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    return loss.detach()
+
+
 def _crop(audio: torch.Tensor, seconds: float | None, sr: int, rng: np.random.Generator) -> torch.Tensor:
     if seconds is None:
         return audio
@@ -293,12 +307,7 @@ def train(
             t = t_train[pick] if t_train is not None else None
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, cfg)
-            with autocast(device, cfg.precision):
-                loss = loss_fn(model, a, t, cfg=cfg)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            loss = optimizer_step(model, opt, a, t, cfg=cfg)
             step += 1
             done_here += 1
             rec: dict[str, Any] = {"step": step, "loss": float(loss.detach())}
