@@ -156,29 +156,27 @@ def _reflect(idx: torch.Tensor, t: int) -> torch.Tensor:
     return torch.where(m > t - 1, period - m, m)
 
 
-def _resample(a: torch.Tensor, positions: torch.Tensor, *, half_width: int = RESAMPLE_HALF_WIDTH,
-              chunk_elements: int = 2 ** 25) -> torch.Tensor:
+def _resample(a: torch.Tensor, positions: torch.Tensor, *, half_width: int = RESAMPLE_HALF_WIDTH) -> torch.Tensor:
     """``a`` ``[B, D, T]`` read at fractional frame ``positions`` ``[T']``: band-limited interpolation with a
     Lanczos-windowed sinc of ``half_width`` frames each side (Smith & Gossett 1984), weights normalised to sum
     to one, the trajectory reflected at its ends. Integer positions read the frames exactly, and the passband
     stays flat to near the site's Nyquist (a cubic kernel read half a frame off halves a component at 0.4 of
-    the frame rate). Works through the positions in chunks of about ``chunk_elements`` gathered values."""
+    the frame rate). The frames are laid out as rows, so each tap is one contiguous gather."""
     t = a.shape[-1]
     if t < 2:
         return a.clone()
     pos = positions.to(device=a.device, dtype=torch.float64)
-    offsets = torch.arange(-half_width + 1, half_width + 1, device=a.device, dtype=torch.float64)
-    out = a.new_empty(a.shape[0], a.shape[1], pos.shape[0])
-    step = max(1, chunk_elements // max(1, a.shape[0] * a.shape[1] * offsets.numel()))
-    for s in range(0, pos.shape[0], step):
-        p = pos[s:s + step]
-        idx = torch.floor(p)[:, None] + offsets[None]                  # [n, 2h] the frames read
-        x = p[:, None] - idx
-        w = torch.sinc(x) * torch.sinc(x / half_width)
-        w = (w / w.sum(1, keepdim=True)).to(a.dtype)
-        g = a[..., _reflect(idx.long(), t)]                             # [B, D, n, 2h]
-        out[..., s:s + step] = torch.einsum("bdnk,nk->bdn", g, w)
-    return out
+    base = torch.floor(pos)
+    taps = range(-half_width + 1, half_width + 1)
+    x = (pos - base)[None] - torch.arange(taps.start, taps.stop, device=a.device, dtype=torch.float64)[:, None]
+    w = torch.sinc(x) * torch.sinc(x / half_width)                     # [2h, T'] the weight of each tap
+    w = (w / w.sum(0, keepdim=True)).to(a.dtype)
+    frames = a.reshape(-1, t).T.contiguous()                            # [T, B·D]: one frame per row
+    out = frames.new_zeros(pos.shape[0], frames.shape[1])
+    first = base.long()
+    for j, k in enumerate(taps):
+        out.addcmul_(frames.index_select(0, _reflect(first + k, t)), w[j][:, None])
+    return out.T.reshape(*a.shape[:-1], pos.shape[0])
 
 
 def _warp_positions(speed: torch.Tensor) -> torch.Tensor:
