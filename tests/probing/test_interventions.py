@@ -72,7 +72,7 @@ def test_a_time_warp_of_dose_zero_reads_every_frame_where_it_is(frames):
 @pytest.mark.parametrize("relative", [0.1, 0.25, 0.4])
 def test_a_time_warp_keeps_the_level_of_fast_components(relative):
     # a sinusoid at a fraction of the frame rate, warped by 3 %: its frequency scales by the ratio and its
-    # amplitude stays (band-limited interpolation; a cubic kernel loses up to a third of it at 0.4)
+    # amplitude stays (band-limited interpolation; the cubic kernel used before kept 0.79 of it at 0.4)
     frames = 4000
     t = torch.arange(frames, dtype=torch.float64)
     a = torch.sin(2 * torch.pi * relative * t)[None, None]

@@ -310,7 +310,7 @@ def train(
             loss = optimizer_step(model, opt, a, t, cfg=cfg)
             step += 1
             done_here += 1
-            rec: dict[str, Any] = {"step": step, "loss": float(loss.detach())}
+            rec: dict[str, Any] = {"step": step, "loss": float(loss)}
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 rec["eval_loss"] = evaluate(model, audio_eval, t_eval, cfg=cfg)
             history.append(rec)
