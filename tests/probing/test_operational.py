@@ -60,15 +60,17 @@ def test_pattern_directions_recover_a_planted_mixing_with_the_other_factors_held
 @pytest.mark.slow
 def test_unrotated_factors_are_icvs_in_every_family_and_a_left_out_factor_is_absent(linear):
     t = linear.table.set_index(["factor", "family"])
+    assert sorted(set(linear.table.loc[linear.table["family"] == "das", "variant"])) == ["rank1", "rank2"]
     for name in ["f0", "loudness", "brightness"]:
-        for fam in ("additive", "interchange", "das"):
-            row = t.loc[(name, fam)]
-            assert row["status"] == "icv", (name, fam, row)
-            assert row["decodability"] > 0.97 and row["specificity"] > 0.9 and row["consistency"] == 1.0
+        for fam in ("additive", "interchange", "das"):  # DAS at ranks 1 and 2 (the default)
+            rows = t.loc[[(name, fam)]]
+            assert (rows["status"] == "icv").all(), (name, fam, rows)
+            assert (rows["decodability"] > 0.97).all() and (rows["specificity"] > 0.9).all()
+            assert (rows["consistency"] == 1.0).all()
         assert t.loc[(name, "interchange"), "iia"] > 0.9 and t.loc[(name, "interchange"), "iia_random"] < 0.6
         assert t.loc[(name, "additive"), "erasure_drop"] > 0.9
     for fam in ("additive", "interchange", "das"):
-        assert t.loc[("odd_even", fam), "status"] == "absent"
+        assert (t.loc[[("odd_even", fam)], "status"] == "absent").all()
     assert list(linear.status().columns) == [SITE] and linear.status().loc["odd_even", SITE] == "absent"
     assert (linear.table["role"] == "bottleneck").all()
     for table in (linear.effects, linear.probes):  # every result table carries the site's role
@@ -224,6 +226,8 @@ def test_save_and_load_round_trip(linear, tmp_path):
     ({"doses": {"interchange": [1.0]}}, "only additive, gain, time_warp, place_shift take dose levels"),
     ({"families": ["place_shift"]}, "declares no ordered axis"),
     ({"das_rank": 4}, "DAS rank 4 is not below the width"),
+    ({"das_rank": [1, 4]}, "DAS rank 4 is not below the width"),
+    ({"das_rank": 0}, "das_rank must be a positive integer"),
 ])
 def test_bad_input_is_refused_before_any_work(space, sets, kwargs, message):
     ds, pairs = sets

@@ -68,6 +68,8 @@ BAD = [
     (_with("analyses", {"operational": {"device": "gpu"}}), "unknown device 'gpu'; use auto, cpu, cuda or cuda:N"),
     (_with("stimuli.source", "soundfont"), "needs bank"),
     (_with("analyses", {"operational": {"n_steer": 1}}), "analyses.operational.n_steer"),
+    (_with("analyses", {"operational": {"das_rank": [1, 0]}}), "DAS ranks must be between 1 and 16"),
+    (_with("analyses", {"operational": {"das_rank": []}}), "DAS ranks must be between 1 and 16"),
     (_with("report", {"examples": -1}), "report.examples"),
     (_with("analyses", {"fidelity": {"f0_cents": -1}}), "analyses.fidelity.f0_cents"),
     (_with("analyses", {"fidelity": {"f0": 25}}), "analyses.fidelity.f0: unknown key"),

@@ -16,7 +16,7 @@ probe`` reads: the same probe recipe, the same seeded split) and, per site:
    the same warp of the clips themselves does to the readout beyond that (its
    bias) is taken out of every factor's change before scoring;
 3. with counterfactual ``pairs``: **interchange** over the pattern direction and
-   **DAS** (rank ``das_rank``, started from it), each beside the mean IIA of three
+   **DAS** (ranks 1 and 2 by default, started from it), each beside the mean IIA of three
    random subspaces of the same rank (``iia_random``), scored against the model's *own* counterfactual output (the model
    run on the source clip, read the same way), with the share of pairs whose
    difference the model reproduces reported beside it (``pair_fidelity``);
@@ -309,7 +309,7 @@ def operational_ontology(
     doses: Mapping[str, Sequence[float]] | None = None,
     n_steer: int = 8,
     das: bool = True,
-    das_rank: int = 1,
+    das_rank: int | Sequence[int] | None = None,
     das_steps: int = 40,
     erasure: bool = True,
     max_erasure_dims: int = 2048,
@@ -340,7 +340,9 @@ def operational_ontology(
     n_steer : int
         Held-out base clips steered per (site, family).
     das, das_rank, das_steps
-        Fit a rank-``das_rank`` DAS subspace per factor with pairs (``das_steps`` Adam steps from the pattern).
+        Fit a DAS subspace of each rank in ``das_rank`` per factor with pairs (``das_steps`` Adam steps from the
+        pattern). Default: ranks 1 and 2, each where it is below the site's width; a rank given explicitly must be
+        below the width of every site (``variant`` ``rank1``, ``rank2``, ...).
     erasure, max_erasure_dims
         Score LEACE erasure at sites of at most ``max_erasure_dims`` (flattened) channels.
     thresholds : ICVThresholds
@@ -377,15 +379,16 @@ def operational_ontology(
     if pairs is not None and "factor" not in pairs.factors:
         raise ConfigError(f"{pairs.root} is not a set of counterfactual pairs; render one with "
                           "`ontoscope stimuli OUT --pairs`")
+    ranks = _das_ranks(das_rank)
     for s in site_names:
         if "place_shift" in (families or ()) and place_axis(model_sites[site_index(model_sites, s)]) is None:
             raise ConfigError(f"site {s!r} declares no ordered axis, so a place shift has nothing to roll; drop "
                               "place_shift from the families or choose a site with notes['place']")
-        if das and pairs is not None and "das" in fams:
+        if das and pairs is not None and "das" in fams and das_rank is not None:
             width = model_sites[site_index(model_sites, s)].channels * (
                 model_sites[site_index(model_sites, s)].freq_bins or 1)
-            if das_rank >= width and width > 1:
-                raise ConfigError(f"DAS rank {das_rank} is not below the width of site {s!r} ({width} channels); "
+            if max(ranks) >= width and width > 1:
+                raise ConfigError(f"DAS rank {max(ranks)} is not below the width of site {s!r} ({width} channels); "
                                   "choose a smaller das_rank")
     if isinstance(model, torch.nn.Module):
         model.eval()
@@ -396,14 +399,15 @@ def operational_ontology(
                           views=("pooled", "modulation", "timing"), chunk=chunk, progress=progress)
         else:
             cap = capture_dir if isinstance(capture_dir, Capture) else Capture(capture_dir)
-        return _operational(model, stimuli, cap, pairs, site_names, names, fams, levels, n_steer, das, das_rank,
+        return _operational(model, stimuli, cap, pairs, site_names, names, fams, levels, n_steer, das, ranks,
                             das_steps, erasure, max_erasure_dims, thresholds, test_fraction, random_directions,
                             chunk, seed, progress)
 
 
 def _operational(model: AudioModel, stimuli: StimulusSet, cap: Capture, pairs: StimulusSet | None,
                  site_names: list[str], names: list[str], fams: list[str], levels: dict[str, np.ndarray],
-                 n_steer: int, das: bool, das_rank: int, das_steps: int, erasure: bool, max_erasure_dims: int,
+                 n_steer: int, das: bool, das_ranks: tuple[int, ...], das_steps: int, erasure: bool,
+                 max_erasure_dims: int,
                  thresholds: ICVThresholds, test_fraction: float, random_directions: bool, chunk: int,
                  seed: int, progress: bool | None) -> OperationalOntology:
     missing = [s for s in site_names if s not in cap.sites]
@@ -528,7 +532,7 @@ def _operational(model: AudioModel, stimuli: StimulusSet, cap: Capture, pairs: S
             for name in names:
                 if name not in pair_data["factors"] or flat.shape[1] < 2:
                     continue
-                rows += _interchange_rows(model, site, name, pair_data, patterns.get(name), fams, das, das_rank,
+                rows += _interchange_rows(model, site, name, pair_data, patterns.get(name), fams, das, das_ranks,
                                           das_steps, seed, measure_norm, space, common, dec, erased)
     table = pd.DataFrame(rows)
     if table.empty:
@@ -728,7 +732,7 @@ def _iia(measured: np.ndarray, own_base: np.ndarray, own_source: np.ndarray, j: 
 
 
 def _interchange_rows(model: AudioModel, site: str, name: str, pair_data: dict, pattern: np.ndarray | None,
-                      fams: list[str], das: bool, das_rank: int, das_steps: int, seed: int,
+                      fams: list[str], das: bool, das_ranks: tuple[int, ...], das_steps: int, seed: int,
                       measure_norm: Callable[[torch.Tensor], np.ndarray], space: FactorSpace, common: dict,
                       dec: dict, erased: dict) -> list[dict]:
     """Interchange over the pattern direction and DAS, each beside a random subspace of the same rank."""
@@ -740,26 +744,9 @@ def _interchange_rows(model: AudioModel, site: str, name: str, pair_data: dict, 
     bases: list[tuple[str, np.ndarray, np.ndarray]] = []
     if "interchange" in fams and pattern is not None and np.linalg.norm(pattern) > 0:
         bases.append(("interchange", orthonormal_basis(pattern), np.arange(a_b.shape[0])))
-    if "das" in fams and das and das_rank < width and a_b.shape[0] >= 6:
-        # fitted on half of the pairs; of its start and its end, the one with the higher IIA there is kept, and it
-        # is scored on the other half
-        fit_idx, held = np.arange(0, a_b.shape[0], 2), np.arange(1, a_b.shape[0], 2)
-        target = _own_target(model, site, a_s[fit_idx])
-        init = pattern[:, None] if pattern is not None and np.linalg.norm(pattern) > 0 else None
-        al = fit_subspace(model, site, a_b[fit_idx], a_s[fit_idx], target, rank=das_rank, init=init,
-                          restarts=0 if init is not None else 1, steps=das_steps, seed=seed)
-        candidates = [al.basis] + ([orthonormal_basis(np.concatenate(
-            [init, gen.standard_normal((width, das_rank - 1))], 1))] if init is not None else [])
-        if len(candidates) > 1:
-            blocks = run_interventions(model, a_b[fit_idx], site, [Interchange(q) for q in candidates],
-                                       source=a_s[fit_idx], consume=measure_norm)
-            m = np.concatenate(blocks).reshape(len(candidates), len(fit_idx), len(space.names))
-            fit_iia = [_iia(m[c], d["own_base"][fit_idx], d["own_source"][fit_idx], j)["iia"]
-                       for c in range(len(candidates))]
-            keep = int(np.nanargmax(np.nan_to_num(fit_iia, nan=-1.0)))
-        else:
-            keep = 0
-        bases.append(("das", candidates[keep], held))
+    for rank in (r for r in das_ranks if "das" in fams and das and r < width and a_b.shape[0] >= 6):
+        bases.append(("das", *_das_basis(model, site, a_b, a_s, d, pattern, rank, das_steps, seed, gen,
+                                         measure_norm, j)))
     rows = []
     for family, q, idx in bases:
         rand = [orthonormal_basis(gen.standard_normal((width, q.shape[1]))) for _ in range(RANDOM_SUBSPACES)]
@@ -777,6 +764,37 @@ def _interchange_rows(model: AudioModel, site: str, name: str, pair_data: dict, 
                      "erasure_drop": erased.get(name, (np.nan, np.nan))[0],
                      "erasure_collateral": erased.get(name, (np.nan, np.nan))[1], "retained": np.nan})
     return rows
+
+
+def _das_basis(model: AudioModel, site: str, a_b: torch.Tensor, a_s: torch.Tensor, d: dict,
+               pattern: np.ndarray | None, rank: int, steps: int, seed: int, gen: np.random.Generator,
+               measure_norm: Callable[[torch.Tensor], np.ndarray], j: int) -> tuple[np.ndarray, np.ndarray]:
+    """A rank-``rank`` DAS basis ``[C, rank]`` and the pairs it is scored on: fitted on half of the pairs from the
+    pattern direction (completed by seeded random columns); of its start and its end, the one with the higher IIA
+    on that half is kept, and it is scored on the other half."""
+    width = int(np.prod(a_b.shape[1:-1]))
+    fit_idx, held = np.arange(0, a_b.shape[0], 2), np.arange(1, a_b.shape[0], 2)
+    target = _own_target(model, site, a_s[fit_idx])
+    init = pattern[:, None] if pattern is not None and np.linalg.norm(pattern) > 0 else None
+    al = fit_subspace(model, site, a_b[fit_idx], a_s[fit_idx], target, rank=rank, init=init,
+                      restarts=0 if init is not None else 1, steps=steps, seed=seed)
+    candidates = [al.basis] + ([orthonormal_basis(np.concatenate(
+        [init, gen.standard_normal((width, rank - 1))], 1))] if init is not None else [])
+    if len(candidates) == 1:
+        return candidates[0], held
+    blocks = run_interventions(model, a_b[fit_idx], site, [Interchange(q) for q in candidates],
+                               source=a_s[fit_idx], consume=measure_norm)
+    m = np.concatenate(blocks).reshape(len(candidates), len(fit_idx), -1)
+    fit_iia = [_iia(m[c], d["own_base"][fit_idx], d["own_source"][fit_idx], j)["iia"] for c in range(len(candidates))]
+    return candidates[int(np.nanargmax(np.nan_to_num(fit_iia, nan=-1.0)))], held
+
+
+def _das_ranks(das_rank: int | Sequence[int] | None) -> tuple[int, ...]:
+    """The DAS ranks asked for (default 1 and 2), each a positive integer."""
+    ranks = (1, 2) if das_rank is None else (das_rank,) if isinstance(das_rank, (int, np.integer)) else tuple(das_rank)
+    if not ranks or any(not isinstance(r, (int, np.integer)) or isinstance(r, bool) or r < 1 for r in ranks):
+        raise ConfigError(f"das_rank must be a positive integer or a list of them, got {das_rank!r}")
+    return tuple(sorted({int(r) for r in ranks}))
 
 
 def _own_target(model: AudioModel, site: str, source: torch.Tensor) -> torch.Tensor:

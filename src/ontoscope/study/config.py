@@ -103,7 +103,8 @@ class OperationalConfig(_Strict):
     families: list[str] | None = Field(None, description="intervention families (default: all that apply)")
     doses: dict[str, list[float]] | None = Field(None, description="dose levels per steering family")
     das: bool = True
-    das_rank: int = Field(1, ge=1, le=16)
+    das_rank: int | list[int] | None = Field(None, description="DAS ranks (default 1 and 2, each below the "
+                                             "site's width)")
     das_steps: int = Field(40, ge=4)
     erasure: bool = True
     sites: list[str] | None = None
@@ -118,6 +119,14 @@ class OperationalConfig(_Strict):
         if v not in ("auto", "cpu", "cuda") and not (v.startswith("cuda:") and v[5:].isdigit()):
             raise ValueError(f"unknown device {v!r}; use auto, cpu, cuda or cuda:N")
         return v
+
+    @field_validator("das_rank")
+    @classmethod
+    def _das_rank(cls, v: int | list[int] | None) -> list[int] | None:
+        ranks = [v] if isinstance(v, int) else v
+        if ranks is not None and (not ranks or any(r < 1 or r > 16 for r in ranks)):
+            raise ValueError(f"DAS ranks must be between 1 and 16, got {v}")
+        return ranks
 
     @field_validator("families")
     @classmethod
