@@ -128,6 +128,13 @@ def _controller() -> Any:
     return ControllerModel(FactorSpace.create(["f0", "loudness", "brightness"]), trained=False)
 
 
+def _supervised() -> Any:
+    from ontoscope.models.controls import SupervisedControl
+    from ontoscope.stimuli.factors import FactorSpace
+
+    return SupervisedControl(FactorSpace.create(["f0", "loudness", "vibrato_depth"]), steps=0, clips=10)
+
+
 def _place(shuffled: bool) -> Callable[[], Any]:
     def build() -> Any:
         from ontoscope.models.controls import PlaceControl
@@ -153,6 +160,7 @@ CASES += [
     Case("planted", _planted("planted"), (3200, 4800)),
     Case("planted-angle30-cubic", _planted("planted:angle=30,nonlinearity=cubic"), (3200, 4800), atol=1e-4),
     Case("controller", _controller, (3200, 4800)),
+    Case("supervised-control", _supervised, (3200, 4800)),
     Case("place-control", _place(False), (3200, 4800)),
     Case("place-control-shuffled", _place(True), (3200, 4800)),
     Case("waveform-control", _waveform(None), (1000, 1537)),

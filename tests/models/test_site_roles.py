@@ -79,6 +79,16 @@ def test_controller_sites_follow_the_scheme():
     assert [s.name for s in sites] == ["encoder.hidden0", "bottleneck"]
 
 
+def test_supervised_control_sites_follow_the_scheme():
+    from ontoscope.models.controls import SupervisedControl
+    from ontoscope.stimuli.factors import FactorSpace
+
+    sites = SupervisedControl(FactorSpace.create(["f0", "loudness"]), steps=0, clips=10).sites()
+    check_scheme(sites)
+    assert [s.name for s in sites] == ["encoder.block0", "encoder.block1", "encoder.block2", "bottleneck"]
+    assert [s.stride for s in sites] == [4, 16, 64, 64]
+
+
 @pytest.mark.parametrize("ref", PACKAGED)
 def test_packaged_model_sites_follow_the_scheme(ref):
     sites = load_model(ref).sites()

@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
+from ontoscope.descriptors import measure
 from ontoscope.errors import ConfigError
-from ontoscope.models.controls import ControllerModel, PlaceControl, WaveformControl
+from ontoscope.models.controls import ControllerModel, PlaceControl, SupervisedControl, WaveformControl
 from ontoscope.models.planted import PlantedModel
 from ontoscope.probing.alignment import fit_alignment, principal_angles
 from ontoscope.probing.icv import ICVThresholds, icv_scores
@@ -109,6 +110,31 @@ def test_a_trained_controller_holds_every_encoded_factor_and_gain_or_warp_contro
     random = t[(t["variant"] == "random") & (t["factor"] != "odd_even")].set_index(["site", "factor"])
     assert (random["specificity"] < pos.set_index(["site", "factor"]).loc[random.index, "specificity"]).mean() >= 0.8
     assert (op.best()["variant"] != "random").all()
+
+
+@pytest.mark.slow
+def test_a_conv_encoder_trained_with_a_factor_head_controls_what_the_head_reads_and_nothing_else(space, sets):
+    """The supervised control: its head reads f0 and loudness off the conv bottleneck (checked on the synthesizer's
+    own held-out clips and on the test clips, read back by the descriptors), and the instrument finds exactly those
+    ICVs there; brightness and odd/even, never read, are none."""
+    ds, pairs = sets
+    model = SupervisedControl(space, omit=["brightness", "odd_even"], sample_rate=SR, seed=0)
+    assert set(model.fit_r2) == {"f0", "loudness"} and min(model.fit_r2.values()) > 0.8
+    with torch.no_grad():
+        out = measure(model(ds.audio(np.arange(len(ds)))), SR)
+    for name in model.fit_r2:  # the output follows the input through the head
+        assert np.corrcoef(out[name], ds.factors[name])[0, 1] > 0.9, name
+    for name in ("brightness", "odd_even"):  # rendered at their mid values whatever the input
+        assert out[name].std() < 0.05 * ds.factors[name].std(), name
+    op = operational_ontology(model, ds, pairs=pairs, sites=[SITE], families=["additive", "interchange", "das"],
+                              n_steer=6, doses=DOSES, das_rank=1, random_directions=True, progress=False)
+    t = op.table
+    read = t["factor"].isin(["f0", "loudness"])
+    pos = t[(t["variant"] != "random") & read]
+    assert len(pos) == 6 and (pos["status"] == "icv").all(), pos
+    assert not (t[(t["variant"] == "random") | ~read]["status"] == "icv").any()
+    with pytest.raises(ConfigError, match="needs a varied static factor"):
+        SupervisedControl(FactorSpace.create(["vibrato_depth"]), steps=0)
 
 
 @pytest.mark.slow

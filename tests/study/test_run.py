@@ -231,7 +231,7 @@ def test_the_controls_run_first_and_their_rates_open_the_report(tmp_path):
     # (a family with no negative cell it could measure has no false-positive rate)
     assert (rates["sensitivity"] == 1.0).all() and (rates["fpr"].fillna(0) == 0).all() and rates["passed"].all(), rates
     rows = pd.read_parquet(tmp_path / "run" / "tables" / "controls.parquet")
-    assert set(rows["control"]) == {"controller", "waveform", "waveform_level", "place", "place_shuffled"}
+    assert set(rows["control"]) == {"controller", "supervised", "waveform", "waveform_level", "place", "place_shuffled"}
     claims = pd.read_parquet(tmp_path / "run" / "tables" / "claims.parquet")
     assert "instrument failed its controls" not in set(claims["verdict"])
     html = report.read_text()

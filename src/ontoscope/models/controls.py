@@ -12,6 +12,16 @@ them, and a measurement is trusted only as far as it recovers their answers.
     pattern direction, interchange, DAS); an omitted factor is not; gain, time-warp
     and modulation do nothing, because the trajectory is constant over frames and the
     decoder reads frame means.
+:class:`SupervisedControl` (trained)
+    The encoder of a ``conv_ae`` (strides 4, 4, 4, width 8; sites
+    ``encoder.block0`` … ``encoder.block2``, ``bottleneck``) is trained with a supervised factor head: a
+    linear map of each bottleneck frame whose frame mean is fitted to the normalised
+    static factors ``u`` of freshly rendered clips; the synthesizer renders what the
+    head reads. The decoder reads the bottleneck only through the head, so every
+    factor the head reads (on its own held-out clips, ``fit_r2``) is an ICV at the
+    bottleneck by construction, and a factor it does not read is not, even where the
+    conv features carry it (a tremolo depth, which no head was trained on, is
+    decodable there, and moves nothing).
 :class:`WaveformControl`
     One site, ``encoder.waveform`` ``[B, 1, N]``: the audio itself; the output is the
     site. Gain controls loudness, time-warp controls pitch (rates follow), a
@@ -39,12 +49,14 @@ from torch import nn
 
 from ontoscope.descriptors import measure
 from ontoscope.errors import ConfigError
+from ontoscope.models.conv_ae import ConvAE
 from ontoscope.models.planted import PlantedModel
 from ontoscope.models.protocol import Site, StagedModel, site_index
+from ontoscope.models.spec import ConvAESpec
 from ontoscope.stimuli.factors import FactorSpace
-from ontoscope.stimuli.synth import Nuisance, synthesize
+from ontoscope.stimuli.synth import Nuisance, render, synthesize
 
-__all__ = ["ControllerModel", "PlaceControl", "WaveformControl"]
+__all__ = ["ControllerModel", "PlaceControl", "SupervisedControl", "WaveformControl"]
 
 CONTROLLER_SITES = ("encoder.hidden0", "bottleneck")
 
@@ -112,6 +124,96 @@ class ControllerModel(PlantedModel):
         """The controller's output ``û`` (frame means, clamped) as factor values in natural units."""
         i = site_index(self._sites, site)
         u = self._net(acts.to(self.layers[0].weight.dtype), i + 1).mean(-1).clamp(-1, 1).double()
+        return {n: self.space[n].denormalize((u[:, j] + 1) / 2) for j, n in enumerate(self.encoded)}
+
+
+class SupervisedControl(PlantedModel):
+    """A ``conv_ae`` encoder trained with a supervised factor head, rendered by the synthesizer (module docstring).
+
+    Parameters
+    ----------
+    space : FactorSpace
+    omit : sequence of str
+        Varied factors the head does not read (besides every oscillatory factor, which it never reads).
+    strides, width, bottleneck
+        The encoder's :class:`~ontoscope.models.spec.ConvAESpec` (``depth`` 0).
+    steps, clips, seconds, batch_size, lr
+        Adam steps (peak learning rate ``lr``, cosine decay) on ``clips`` clips of ``seconds`` rendered from
+        ``space`` (seeded by ``seed``); a fifth of them are held out for ``fit_r2``.
+    seed : int
+        Seeds the clips, the initialisation, the batches and the decoder's nuisances.
+
+    Attributes
+    ----------
+    fit_r2 : dict of str to float
+        The head's R² per read factor on its held-out clips: how well training made it read each one.
+    """
+
+    def __init__(self, space: FactorSpace, *, omit: Sequence[str] = (), strides: Sequence[int] = (4, 4, 4),
+                 width: int = 8, bottleneck: int = 16, steps: int = 400, clips: int = 320, seconds: float = 0.5,
+                 batch_size: int = 16, lr: float = 1e-2, sample_rate: int = 16000, seed: int = 0) -> None:
+        read = [n for n in space.names if space[n].kind == "static" and n not in set(omit)]
+        if not read:
+            raise ConfigError("a supervised control needs a varied static factor for its head to read")
+        stride = math.prod(strides)
+        super().__init__(space, omit=[n for n in space.names if n not in read], sample_rate=sample_rate,
+                         frame_rate=sample_rate / stride, seed=seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            ae = ConvAE(ConvAESpec(sample_rate=sample_rate, strides=list(strides), width=width, depth=0,
+                                   bottleneck=bottleneck))
+            n_enc = [s.name for s in ae.sites()].index("bottleneck") + 1
+            self.stages = nn.ModuleList(list(ae.stages)[:n_enc])
+            self.head = nn.Conv1d(bottleneck, len(read), 1)
+        self._sites = ae.sites()[:n_enc]
+        self.fit_r2 = self._train(space, read, steps=steps, clips=clips, seconds=seconds, batch_size=batch_size,
+                                  lr=lr)
+        for p in self.parameters():
+            p.requires_grad_(False)
+
+    def _train(self, space: FactorSpace, read: list[str], *, steps: int, clips: int, seconds: float,
+               batch_size: int, lr: float) -> dict[str, float]:
+        table = space.sample(clips, seed=10_000 + self.seed)
+        audio = render(table, self.sample_rate, seconds)[:, None]
+        u = torch.tensor(np.stack([2 * space[n].normalize(table[n].to_numpy()) - 1 for n in read], 1),
+                         dtype=torch.float32)
+        n_fit = clips - clips // 5
+        gen = torch.Generator().manual_seed(self.seed)
+        opt = torch.optim.Adam(self.parameters(), lr=lr)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, int(steps)))
+        for _ in range(int(steps)):
+            idx = torch.randint(0, n_fit, (batch_size,), generator=gen)
+            loss = ((self._read(self._run(audio[idx], 0, len(self.stages))) - u[idx]) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        with torch.no_grad():
+            got = self._read(self._run(audio[n_fit:], 0, len(self.stages)))
+        err = (got - u[n_fit:]).pow(2).mean(0) / u[n_fit:].var(0).clamp_min(1e-12)
+        return {n: float(1 - e) for n, e in zip(read, err, strict=True)}
+
+    def _run(self, x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        for j in range(start, stop):
+            x = self.stages[j](x)
+        return x
+
+    def _read(self, bottleneck: torch.Tensor) -> torch.Tensor:
+        """The head's reading ``[B, k]``: the frame mean of its per-frame linear map (before any clamp)."""
+        return self.head(bottleneck).mean(-1)
+
+    def encode(self, audio: torch.Tensor, upto: str) -> torch.Tensor:
+        """Activations ``[B, C, T]`` at an encoder block or the bottleneck (the clip right-padded to the stride)."""
+        i = site_index(self._sites, upto)
+        x = nn.functional.pad(audio, (0, (-audio.shape[-1]) % self.stride))[:, None]
+        return self._run(x.to(self.head.weight.dtype), 0, i + 1)
+
+    def factor_values(self, acts: torch.Tensor, site: str) -> dict[str, torch.Tensor]:
+        """What the head reads from a site (the rest of the encoder run first), clamped to the range, in natural
+        units."""
+        i = site_index(self._sites, site)
+        u = self._read(self._run(acts.to(self.head.weight.dtype), i + 1, len(self.stages)))
+        u = u.clamp(-1, 1).double()
         return {n: self.space[n].denormalize((u[:, j] + 1) / 2) for j, n in enumerate(self.encoded)}
 
 

@@ -165,7 +165,7 @@ class PlantedModel(nn.Module):
             values[n] = float(self.space[n].denormalize(0.5))
         values.update(self.factor_values(acts, site))
         b = acts.shape[0]
-        n = int(n_samples or acts.shape[-1] * self.stride)
+        n = int(n_samples or acts.shape[-1] * (self._sites[site_index(self._sites, site)].stride or self.stride))
         nui = Nuisance.from_seeds(np.full(b, self.seed), n)
         return synthesize(values, nui, self.sample_rate).to(acts.device)
 

@@ -12,6 +12,11 @@ controller         every encoded factor by additive (pattern), interchange and D
 one site)                                                                                  gain, time-warp,
                                                                                            modulation; additive
                                                                                            along random directions
+supervised         every static factor the head reads (held-out R² of its                  every factor it does
+(trained, seeds;   training at least 0.8) by additive (pattern),                           not read (the omitted
+one site)          interchange and DAS at ``bottleneck``                                   static one, the
+                                                                                           oscillatory ones) by
+                                                                                           those
 waveform           loudness by gain, f0 by time-warp, vibrato depth by a warp               every other factor by
                    modulation, tremolo depth by a gain modulation                          those; additive
 waveform_level     f0 by time-warp                                                         loudness (and all) by gain
@@ -19,6 +24,8 @@ place              f0 by place shift                                            
 place_shuffled     —                                                                       f0 by place shift
 =================  =====================================================================  =====================
 
+A random direction is a negative cell of the controller alone: where a head reads only two factors, a random
+direction often moves one of them nearly alone, which is control, not a false positive.
 Beside every interchange and DAS row, the random subspaces of the same rank are a
 negative cell of their own (an IIA that reaches the threshold there would be a false
 positive of the interchange itself). Cells whose answer is not fixed by construction
@@ -31,14 +38,14 @@ wherever the family has cells.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from ontoscope.errors import ConfigError
-from ontoscope.models.controls import ControllerModel, PlaceControl, WaveformControl
+from ontoscope.models.controls import ControllerModel, PlaceControl, SupervisedControl, WaveformControl
 from ontoscope.models.protocol import AudioModel
 from ontoscope.probing.icv import ICVThresholds, icv_scores
 from ontoscope.probing.interventions import FAMILIES
@@ -50,7 +57,9 @@ from ontoscope.stimuli.factors import FactorSpace
 __all__ = ["CONTROLS", "control_rates", "control_truth", "controls_passed", "run_controls"]
 
 #: The control models, in the order they run.
-CONTROLS = ("controller", "waveform", "waveform_level", "place", "place_shuffled")
+CONTROLS = ("controller", "supervised", "waveform", "waveform_level", "place", "place_shuffled")
+#: The held-out R² a supervised control's head must reach on a factor for that factor to be a positive cell.
+MIN_FIT_R2 = 0.8
 _RATES = ("vibrato_rate", "tremolo_rate", "beat_rate", "attack")
 
 
@@ -63,13 +72,22 @@ def omitted_factor(space: FactorSpace) -> str | None:
     return static[-1] if static else space.names[-1]
 
 
-def control_truth(control: str, factor: str, family: str, variant: str, *, omitted: str | None = None
-                  ) -> bool | None:
-    """Whether the cell must be ``icv`` (True), must not be (False), or is not fixed by construction (None)."""
+def control_truth(control: str, factor: str, family: str, variant: str, *, omitted: str | None = None,
+                  read: Mapping[str, float] | None = None) -> bool | None:
+    """Whether the cell must be ``icv`` (True), must not be (False), or is not fixed by construction (None).
+
+    ``read`` is a supervised control's ``fit_r2``: a factor its head reads with a held-out R² of at least
+    :data:`MIN_FIT_R2` is a positive cell, one it reads worse is left unmarked (its training fell short, which
+    says nothing of the instrument), one it does not read is a negative cell.
+    """
     if control == "controller":
         if family in ("additive", "interchange", "das"):
             return False if variant == "random" else factor != omitted
         return False
+    if control == "supervised":
+        if family not in ("additive", "interchange", "das") or variant == "random" or factor not in (read or {}):
+            return False
+        return True if (read or {})[factor] >= MIN_FIT_R2 else None
     if control in ("waveform", "waveform_level"):
         if family == "gain":
             return control == "waveform" and factor == "loudness"
@@ -98,6 +116,7 @@ class _Control:
     seeded: bool
     families: tuple[str, ...]
     sites: tuple[str, ...] | None = None
+    random_directions: bool = False
 
 
 def _controls(space: FactorSpace) -> list[_Control]:
@@ -107,10 +126,14 @@ def _controls(space: FactorSpace) -> list[_Control]:
     wave = ("additive", "gain", "time_warp", "modulation")
     out = [_Control("controller", lambda sp, sr, seed: ControllerModel(sp, omit=[omit] if omit else [],
                                                                        sample_rate=sr, seed=seed), True,
-                    ("additive", "gain", "time_warp", "modulation", "interchange", "das"), ("bottleneck",)),
+                    ("additive", "gain", "time_warp", "modulation", "interchange", "das"), ("bottleneck",), True),
            _Control("waveform", lambda sp, sr, seed: WaveformControl(sample_rate=sr), False, wave),
            _Control("waveform_level", lambda sp, sr, seed: WaveformControl(sample_rate=sr, level_db=-20.0), False,
                     ("gain", "time_warp"))]
+    if any(space[n].kind == "static" and n != omit for n in space.names):
+        out.insert(1, _Control("supervised", lambda sp, sr, seed: SupervisedControl(sp, omit=[omit] if omit else [],
+                                                                                   sample_rate=sr, seed=seed),
+                               True, ("additive", "interchange", "das"), ("bottleneck",)))
     if "f0" in space.names:
         out += [_Control("place", lambda sp, sr, seed: PlaceControl(sp, sample_rate=sr, seed=seed), False,
                          ("place_shift",)),
@@ -138,7 +161,8 @@ def run_controls(
     stimuli, pairs : StimulusSet
         The study's stimuli and counterfactual pairs (pairs give the interchange and DAS cells).
     seeds : sequence of int
-        Training seeds of the trained controls (the controller); the others are fixed models, run once.
+        Training seeds of the trained controls (the controller and the supervised control); the others are fixed
+        models, run once.
     controls : sequence of str, optional
         A subset of :data:`CONTROLS`.
     n_steer, das_steps, thresholds, seed
@@ -163,11 +187,13 @@ def run_controls(
         model = c.build(space, stimuli.sr, s)
         op = operational_ontology(model, stimuli, pairs=pairs, sites=c.sites, families=c.families,
                                   n_steer=n_steer, das_steps=das_steps,
-                                  thresholds=thresholds, seed=seed + s, random_directions=c.name == "controller",
+                                  thresholds=thresholds, seed=seed + s, random_directions=c.random_directions,
                                   progress=False)
         t = pd.concat([op.table, _random_subspaces(op.table, op.thresholds)], ignore_index=True)
         t = t.assign(control=c.name, control_seed=s)
-        t["expected"] = [control_truth(c.name, r.factor, r.family, r.variant, omitted=omit) for r in t.itertuples()]
+        read = getattr(model, "fit_r2", None)
+        t["expected"] = [control_truth(c.name, r.factor, r.family, r.variant, omitted=omit, read=read)
+                         for r in t.itertuples()]
         tables.append(t)
     return pd.concat(tables, ignore_index=True)
 
