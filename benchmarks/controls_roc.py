@@ -1,9 +1,9 @@
 """The controls' pass rates, and how they move with each threshold of the ICV status (one at a time).
 
 Usage: ``python benchmarks/controls_roc.py [N_CLIPS]`` (default 96 clips of 1 s; 8 pairs per factor; the
-controller and the supervised control over 3 training seeds). Prints two Markdown tables: the sensitivity and false-positive rate per
-family at the default thresholds, and, for each threshold swept alone around its default, the lowest
-sensitivity and the highest false-positive rate over the families. The defaults of
+controller and the supervised control over 3 training seeds). Prints two Markdown tables: the sensitivity and
+false-positive rate per family at the default thresholds, and, for each threshold swept alone around its
+default, the lowest sensitivity and the highest false-positive rate over the families. The defaults of
 :class:`~ontoscope.probing.icv.ICVThresholds` sit inside the ranges where every family passes
 (``docs/operational_ontology.md``).
 """
