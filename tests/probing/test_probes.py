@@ -67,6 +67,20 @@ def test_ridge_cv_wide_features_and_one_target(rng):
     assert res.alpha[0] == ref.alpha_ and res.cv_r2[0] == pytest.approx(ref.best_score_, abs=1e-6)
 
 
+def test_ridge_cv_through_the_gram_matrix_equals_sklearn_on_wide_rank_deficient_features(rng):
+    """More features than rows, of rank 12 (the Gram route, its null directions dropped): the same penalties, path,
+    weights and intercepts as scikit-learn's RidgeCV per target."""
+    x = rng.standard_normal((60, 12)) @ rng.standard_normal((12, 500)) + 5.0
+    y = x[:, :3] @ rng.standard_normal((3, 3)) + rng.standard_normal((60, 3)) * np.array([0.1, 1.0, 5.0])
+    folds = list(KFold(5, shuffle=True, random_state=0).split(x))
+    res = ridge_cv(x, y, ALPHAS, folds=folds)
+    for j in range(3):
+        ref = RidgeCV(alphas=ALPHAS, cv=folds).fit(x, y[:, j])
+        assert res.alpha[j] == ref.alpha_ and res.cv_r2[j] == pytest.approx(ref.best_score_, abs=1e-6)
+        np.testing.assert_allclose(res.coef[:, j], ref.coef_, rtol=1e-5, atol=1e-8)
+        assert res.intercept[j] == pytest.approx(ref.intercept_, rel=1e-6, abs=1e-8)
+
+
 def test_r2_score_matches_sklearn_conventions():
     from sklearn.metrics import r2_score as sk_r2
 

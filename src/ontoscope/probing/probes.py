@@ -182,15 +182,27 @@ class RidgeCVResult:
         return xm @ self.coef + self.intercept
 
 
-def _ridge_path(x: torch.Tensor, y: torch.Tensor, alphas: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Ridge weights for every penalty: ``[A, d, k]``, plus the centring means of x and y."""
+def _ridge_basis(x: torch.Tensor, y: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The thin SVD ``X_c = U S Vᵀ`` of the centred rows as ``V [d, r]``, ``S [r]`` and ``Uᵀ Y_c [r, k]``, plus the
+    centring means of x and y: the ridge weights for a penalty ``α`` are ``V diag(S / (S² + α)) Uᵀ Y_c``.
+
+    With more features than rows (``d > n``), ``U`` and ``S`` come from the eigendecomposition of the ``n × n`` Gram
+    matrix ``X_c X_cᵀ`` and ``V = X_cᵀ U S⁻¹``: the same factors for a fraction of a wide SVD's cost (directions
+    with ``S² ≤ n · ε · S²_max`` are dropped, below float64's resolution of the Gram matrix).
+    """
     mx, my = x.mean(0), y.mean(0)
-    u, s, vt = torch.linalg.svd(x - mx, full_matrices=False)
-    uty = u.T @ (y - my)  # [r, k]
-    shrink = s / (s**2 + alphas[:, None])  # [A, r]
-    w = torch.einsum("dr,ar,rk->adk", vt.T, shrink, uty)
-    return w, mx, my
+    xc = x - mx
+    n, d = xc.shape
+    if d > n:
+        evals, u = torch.linalg.eigh(xc @ xc.T)
+        keep = evals > evals.max().clamp_min(0) * n * torch.finfo(evals.dtype).eps
+        u, s = u[:, keep], evals[keep].sqrt()
+        v = (xc.T @ u) / s
+    else:
+        u, s, vt = torch.linalg.svd(xc, full_matrices=False)
+        v = vt.T
+    return v, s, u.T @ (y - my), mx, my
 
 
 def ridge_cv(
@@ -225,7 +237,8 @@ def ridge_cv(
     Notes
     -----
     Per fold, one thin SVD ``X_c = U S Vᵀ`` of the centred training rows gives
-    the weights for every penalty at once; the test R² of all penalties and
+    the predictions for every penalty at once (through the Gram matrix when
+    there are more features than rows); the test R² of all penalties and
     targets is one batched product. Equal to scikit-learn's ``RidgeCV`` with the
     same folds, fitted to each target on its own (which, for several targets
     and explicit folds, picks one penalty for all).
@@ -250,16 +263,17 @@ def ridge_cv(
         te = torch.as_tensor(np.asarray(test), device=x.device, dtype=torch.long)
         if tr.numel() < 2 or te.numel() < 1:
             raise ConfigError("every fold needs at least 2 training rows and 1 test row")
-        w, mx, my = _ridge_path(x[tr], y[tr], al)
-        pred = torch.einsum("nd,adk->ank", x[te] - mx, w) + my
+        v, sv, uty, mx, my = _ridge_basis(x[tr], y[tr])
+        shrink = sv / (sv**2 + al[:, None])  # [A, r]
+        pred = torch.einsum("nr,ar,rk->ank", (x[te] - mx) @ v, shrink, uty) + my
         fold_r2.append(r2_score(y[te], pred))
     fr = torch.stack(fold_r2)  # [F, A, k]
     path = fr.mean(0)
     best = torch.argmax(path, dim=0)  # first maximum: the smallest index on ties
-    w_all, mx, my = _ridge_path(x, y, al)
-    k = y.shape[1]
-    cols = torch.arange(k, device=x.device)
-    coef = w_all[best, :, cols].T  # [d, k]
+    v, sv, uty, mx, my = _ridge_basis(x, y)
+    shrink = sv / (sv**2 + al[best][:, None])  # [k, r]: each target's own penalty
+    coef = v @ (shrink.T * uty)  # [d, k]
+    cols = torch.arange(y.shape[1], device=x.device)
     intercept = my - mx @ coef
     return RidgeCVResult(alphas=a, alpha=a[best.cpu().numpy()], cv_r2=path[best, cols].cpu().numpy(),
                          r2_path=path.cpu().numpy(), fold_r2=fr.cpu().numpy(), coef=coef.cpu().numpy(),
