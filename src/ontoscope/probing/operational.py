@@ -744,9 +744,14 @@ def _interchange_rows(model: AudioModel, site: str, name: str, pair_data: dict, 
     bases: list[tuple[str, np.ndarray, np.ndarray]] = []
     if "interchange" in fams and pattern is not None and np.linalg.norm(pattern) > 0:
         bases.append(("interchange", orthonormal_basis(pattern), np.arange(a_b.shape[0])))
-    for rank in (r for r in das_ranks if "das" in fams and das and r < width and a_b.shape[0] >= 6):
-        bases.append(("das", *_das_basis(model, site, a_b, a_s, d, pattern, rank, das_steps, seed, gen,
-                                         measure_norm, j)))
+    ranks = [r for r in das_ranks if "das" in fams and das and r < width and a_b.shape[0] >= 6]
+    if ranks:  # fitted on half of the pairs, scored on the other half
+        fit_idx, held = np.arange(0, a_b.shape[0], 2), np.arange(1, a_b.shape[0], 2)
+        target = _own_target(model, site, a_s[fit_idx])
+        for rank in ranks:
+            q = _das_basis(model, site, a_b[fit_idx], a_s[fit_idx], target, d["own_base"][fit_idx],
+                           d["own_source"][fit_idx], pattern, rank, das_steps, seed, gen, measure_norm, j)
+            bases.append(("das", q, held))
     rows = []
     for family, q, idx in bases:
         rand = [orthonormal_basis(gen.standard_normal((width, q.shape[1]))) for _ in range(RANDOM_SUBSPACES)]
@@ -766,27 +771,24 @@ def _interchange_rows(model: AudioModel, site: str, name: str, pair_data: dict, 
     return rows
 
 
-def _das_basis(model: AudioModel, site: str, a_b: torch.Tensor, a_s: torch.Tensor, d: dict,
-               pattern: np.ndarray | None, rank: int, steps: int, seed: int, gen: np.random.Generator,
-               measure_norm: Callable[[torch.Tensor], np.ndarray], j: int) -> tuple[np.ndarray, np.ndarray]:
-    """A rank-``rank`` DAS basis ``[C, rank]`` and the pairs it is scored on: fitted on half of the pairs from the
-    pattern direction (completed by seeded random columns); of its start and its end, the one with the higher IIA
-    on that half is kept, and it is scored on the other half."""
+def _das_basis(model: AudioModel, site: str, a_b: torch.Tensor, a_s: torch.Tensor, target: torch.Tensor,
+               own_b: np.ndarray, own_s: np.ndarray, pattern: np.ndarray | None, rank: int, steps: int, seed: int,
+               gen: np.random.Generator, measure_norm: Callable[[torch.Tensor], np.ndarray], j: int) -> np.ndarray:
+    """A rank-``rank`` DAS basis ``[C, rank]`` fitted on the pairs ``(a_b, a_s)`` (the model's output on the
+    sources as ``target``, read as ``own_b``, ``own_s``) from the pattern direction, completed by seeded random
+    columns: of its start and its end, the one with the higher IIA on these pairs."""
     width = int(np.prod(a_b.shape[1:-1]))
-    fit_idx, held = np.arange(0, a_b.shape[0], 2), np.arange(1, a_b.shape[0], 2)
-    target = _own_target(model, site, a_s[fit_idx])
     init = pattern[:, None] if pattern is not None and np.linalg.norm(pattern) > 0 else None
-    al = fit_subspace(model, site, a_b[fit_idx], a_s[fit_idx], target, rank=rank, init=init,
-                      restarts=0 if init is not None else 1, steps=steps, seed=seed)
-    candidates = [al.basis] + ([orthonormal_basis(np.concatenate(
-        [init, gen.standard_normal((width, rank - 1))], 1))] if init is not None else [])
-    if len(candidates) == 1:
-        return candidates[0], held
-    blocks = run_interventions(model, a_b[fit_idx], site, [Interchange(q) for q in candidates],
-                               source=a_s[fit_idx], consume=measure_norm)
-    m = np.concatenate(blocks).reshape(len(candidates), len(fit_idx), -1)
-    fit_iia = [_iia(m[c], d["own_base"][fit_idx], d["own_source"][fit_idx], j)["iia"] for c in range(len(candidates))]
-    return candidates[int(np.nanargmax(np.nan_to_num(fit_iia, nan=-1.0)))], held
+    al = fit_subspace(model, site, a_b, a_s, target, rank=rank, init=init, restarts=0 if init is not None else 1,
+                      steps=steps, seed=seed)
+    if init is None:
+        return al.basis
+    candidates = [al.basis, orthonormal_basis(np.concatenate([init, gen.standard_normal((width, rank - 1))], 1))]
+    blocks = run_interventions(model, a_b, site, [Interchange(q) for q in candidates], source=a_s,
+                               consume=measure_norm)
+    m = np.concatenate(blocks).reshape(len(candidates), a_b.shape[0], -1)
+    fit_iia = [_iia(m[c], own_b, own_s, j)["iia"] for c in range(len(candidates))]
+    return candidates[int(np.nanargmax(np.nan_to_num(fit_iia, nan=-1.0)))]
 
 
 def _das_ranks(das_rank: int | Sequence[int] | None) -> tuple[int, ...]:
