@@ -77,9 +77,9 @@ def test_interrupted_capture_resumes_to_the_same_result(model, stimuli, tmp_path
     calls = {"n": 0}
     real = capture_module.encode_sites
 
-    def dies_on_the_third_chunk(*args, **kwargs):
+    def dies_on_the_third_chunk(*args, **kwargs):  # after one clip sizes the pass and two chunks finish
         calls["n"] += 1
-        if calls["n"] == 3:
+        if calls["n"] == 4:
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
@@ -95,6 +95,26 @@ def test_interrupted_capture_resumes_to_the_same_result(model, stimuli, tmp_path
     assert len(resumed_calls) == 2  # 10 clips in 4 chunks: only the two not on disk run again
     for view in ("frames", "pooled", "modulation"):
         np.testing.assert_array_equal(full.features("bottleneck", view)[0], resumed.features("bottleneck", view)[0])
+
+
+def test_a_memory_bound_makes_smaller_passes_with_the_same_features(model, stimuli, tmp_path):
+    """Sites wider than ``max_bytes`` per pass: one clip per pass and every view in slices of one clip, the same
+    numbers as four clips per pass."""
+    views = ("frames", "pooled", "modulation", "timing")
+    wide = capture(model, stimuli, tmp_path / "w", sites=["bottleneck", "encoder.block0"], views=views, chunk=4,
+                   progress=False)
+    tight = capture(model, stimuli, tmp_path / "t", sites=["bottleneck", "encoder.block0"], views=views, chunk=4,
+                    max_bytes=1, progress=False)
+    assert wide.manifest["clips_per_chunk"] == 4 and tight.manifest["clips_per_chunk"] == 1
+    assert tight.manifest["n_chunks"] == 10
+    for site in ("bottleneck", "encoder.block0"):
+        for view in views:
+            a, ga = wide.features(site, view)
+            b, gb = tight.features(site, view)
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+            assert np.array_equal(ga, gb)
+    with pytest.raises(ConfigError, match="max_bytes must be a positive integer"):
+        capture(model, stimuli, tmp_path / "z", max_bytes=0, progress=False)
 
 
 def test_capture_bad_input(model, stimuli, tmp_path):

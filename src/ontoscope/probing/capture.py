@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ def capture(
     sites: Sequence[str] | None = None,
     views: Sequence[str] = VIEWS,
     chunk: int = 64,
+    max_bytes: int = 2**30,
     frames_per_clip: int = 8,
     n_bands: int = 8,
     model_ref: str | None = None,
@@ -80,7 +82,11 @@ def capture(
         Site names (default: every site).
     views : sequence of {"frames", "pooled", "modulation", "timing"}
     chunk : int
-        Clips per forward pass (bounds memory).
+        Clips per forward pass, at most.
+    max_bytes : int
+        Bytes of site activations (float32) one pass may hold: a pass takes fewer clips than ``chunk`` where the
+        sites are wide (sized on one clip first), and each view is computed on slices of a pass whose float64
+        work stays under it.
     frames_per_clip, n_bands : int
         Options of :func:`~ontoscope.probing.views.frame_view` and
         :func:`~ontoscope.probing.views.modulation_view`.
@@ -99,11 +105,13 @@ def capture(
         raise ConfigError(f"unknown view(s) {bad or views}; use any of {', '.join(VIEWS)}")
     if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise ConfigError(f"chunk must be a positive integer, got {chunk!r}")
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+        raise ConfigError(f"max_bytes must be a positive integer, got {max_bytes!r}")
     root = Path(out)
     config = {"model": model_ref or type(model).__name__, "sample_rate": int(model.sample_rate),
               "stimuli": str(Path(stimuli.root).resolve()), "stimuli_hash": stimuli.manifest.get("table_hash"),
               "n_clips": len(stimuli), "sites": names, "views": list(views), "chunk": chunk,
-              "frames_per_clip": frames_per_clip, "n_bands": n_bands}
+              "max_bytes": max_bytes, "frames_per_clip": frames_per_clip, "n_bands": n_bands}
     if (root / "config.json").is_file():
         old = json.loads((root / "config.json").read_text())
         if old != config:
@@ -122,6 +130,13 @@ def capture(
     # every finished chunk)
     info: dict[str, dict[str, Any]] = (json.loads((root / "sites.json").read_text())
                                        if (root / "sites.json").is_file() else {})
+    if not info:  # the sites' float32 bytes per clip, from one clip
+        with torch.no_grad():
+            one = encode_sites(model, prepare(stimuli.audio(np.arange(1)), stimuli.sr, model).to(device), names)
+        per_clip = sum(int(one[n][0].numel()) * 4 for n in names)
+    else:
+        per_clip = sum(int(i["channels"] * (i["freq_bins"] or 1) * i["frames"]) * 4 for i in info.values())
+    chunk = max(1, min(chunk, max_bytes // max(1, per_clip)))
     n_chunks = (len(stimuli) + chunk - 1) // chunk
     clip_ids = stimuli.factors["clip"].to_numpy()
     for ci in track(range(n_chunks), n_chunks, f"capturing {len(names)} sites", progress):
@@ -145,18 +160,27 @@ def capture(
                     x, g = frame_view(a, frames_per_clip)
                     save_npy(root / n / v / f"groups-{ci:05d}.npy", clip_ids[idx][g.cpu().numpy()])
                 elif v == "pooled":
-                    x = pooled_view(a)
+                    x = _in_slices(pooled_view, a, max_bytes)
                 elif v == "timing":
-                    x = timing_view(a, rate)
+                    x = _in_slices(partial(timing_view, frame_rate=rate), a, max_bytes)
                 else:
-                    x = modulation_view(a, rate, n_bands)
+                    x = _in_slices(partial(modulation_view, frame_rate=rate, n_bands=n_bands), a, max_bytes)
                 save_npy(files[(n, v)], x.cpu().numpy().astype(np.float32))
         if not (root / "sites.json").is_file():
             save_json(root / "sites.json", info)
-    manifest = {"complete": True, "n_clips": len(stimuli), "n_chunks": n_chunks, "sites": info,
-                "views": list(views)}
+    manifest = {"complete": True, "n_clips": len(stimuli), "n_chunks": n_chunks, "clips_per_chunk": chunk,
+                "sites": info, "views": list(views)}
     save_json(root / "manifest.json", manifest)
     return Capture(root)
+
+
+def _in_slices(view: Callable[[torch.Tensor], torch.Tensor], acts: torch.Tensor, max_bytes: int) -> torch.Tensor:
+    """``view`` of ``acts`` ``[B, ...]`` computed on slices of clips whose float64 copies stay under ``max_bytes``
+    (the views are per clip, so the result is the same)."""
+    step = max(1, max_bytes // max(1, int(acts[0].numel()) * 8))
+    if step >= acts.shape[0]:
+        return view(acts)
+    return torch.cat([view(acts[i:i + step]) for i in range(0, acts.shape[0], step)])
 
 
 @dataclass
