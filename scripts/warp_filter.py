@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from findings_tables import markdown  # scripts/ is on the path of a script run from it
 
 from ontoscope.errors import ConfigError
 from ontoscope.models.registry import load_model
@@ -55,14 +56,6 @@ def warp_rows(model: torch.nn.Module, stimuli: StimulusSet, site: str, *, n_stee
                           "f0 specificity": t.loc["f0", "specificity"],
                           "brightness leak": abs(at["response"] - at["expected"]) / sigma,
                           "status": t.loc["f0", "status"]}])
-
-
-def markdown(df: pd.DataFrame) -> str:
-    """A Markdown table, floats to 3 decimals."""
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
-    for _, r in df.iterrows():
-        lines.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r) + " |")
-    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -85,9 +85,10 @@ def control_truth(control: str, factor: str, family: str, variant: str, *, omitt
             return False if variant == "random" else factor != omitted
         return False
     if control == "supervised":
-        if family not in ("additive", "interchange", "das") or variant == "random" or factor not in (read or {}):
+        fit = (read or {}).get(factor)
+        if family not in ("additive", "interchange", "das") or variant == "random" or fit is None:
             return False
-        return True if (read or {})[factor] >= MIN_FIT_R2 else None
+        return True if fit >= MIN_FIT_R2 else None
     if control in ("waveform", "waveform_level"):
         if family == "gain":
             return control == "waveform" and factor == "loudness"
