@@ -687,28 +687,41 @@ def _erasure(means: np.ndarray, targets: pd.DataFrame, names: list[str], space: 
 
 def _encode_pair_set(model: AudioModel, pairs: StimulusSet, site_names: list[str], names: list[str],
                      measure_norm: Callable[[torch.Tensor], np.ndarray], chunk: int) -> dict:
-    """Every pair's activations at every site (one pass per chunk) and the model's own outputs, measured."""
+    """Every factor's pair positions and the model's own outputs on them, measured (one pass per chunk).
+
+    The pairs' activations are not kept: :func:`_pair_acts` encodes them at one site when that site is
+    intervened on, so memory holds one site's pairs of one factor at a time (a wide model's pairs at every
+    site at once need tens of GB).
+    """
     device = model_device(model)
     have = [n for n in names if (pairs.factors["factor"] == n).any()]
     if not have:
         return {}
-    out: dict = {"factors": {}}
+    out: dict = {"pairs": pairs, "chunk": chunk, "factors": {}}
+    first = site_names[0]
     for name in have:
         b_pos, s_pos = pair_positions(pairs, name)
-        acts = {"base": {s: [] for s in site_names}, "source": {s: [] for s in site_names}}
         own = {"base": [], "source": []}
         with torch.no_grad():
             for role, pos in (("base", b_pos), ("source", s_pos)):
                 for i in range(0, len(pos), chunk):
-                    a = encode_sites(model, pairs.audio(pos[i:i + chunk]).to(device), site_names)
-                    for s in site_names:
-                        acts[role][s].append(a[s])
-                    first = site_names[0]
+                    a = encode_sites(model, pairs.audio(pos[i:i + chunk]).to(device), [first])
                     own[role].append(measure_norm(model.resume(a[first], first)))
-        out["factors"][name] = {"base": {s: torch.cat(v) for s, v in acts["base"].items()},
-                                "source": {s: torch.cat(v) for s, v in acts["source"].items()},
+        out["factors"][name] = {"base_pos": b_pos, "source_pos": s_pos,
                                 "own_base": np.concatenate(own["base"]), "own_source": np.concatenate(own["source"])}
     return out
+
+
+def _pair_acts(model: AudioModel, pair_data: dict, name: str, site: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The activations ``(base, source)`` of factor ``name``'s pairs at ``site``, ``[P, ..., C]`` each."""
+    pairs, chunk, d = pair_data["pairs"], pair_data["chunk"], pair_data["factors"][name]
+    device = model_device(model)
+    out = []
+    with torch.no_grad():
+        for pos in (d["base_pos"], d["source_pos"]):
+            out.append(torch.cat([encode_sites(model, pairs.audio(pos[i:i + chunk]).to(device), [site])[site]
+                                  for i in range(0, len(pos), chunk)]))
+    return out[0], out[1]
 
 
 def _iia(measured: np.ndarray, own_base: np.ndarray, own_source: np.ndarray, j: int) -> dict[str, float]:
@@ -737,7 +750,7 @@ def _interchange_rows(model: AudioModel, site: str, name: str, pair_data: dict, 
                       dec: dict, erased: dict) -> list[dict]:
     """Interchange over the pattern direction and DAS, each beside a random subspace of the same rank."""
     d = pair_data["factors"][name]
-    a_b, a_s = d["base"][site], d["source"][site]
+    a_b, a_s = _pair_acts(model, pair_data, name, site)
     width = int(np.prod(a_b.shape[1:-1]))
     j = space.names.index(name)
     gen = np.random.default_rng([seed, width, j])
