@@ -65,12 +65,19 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/run.py
 
-# docs/findings.md: the two CPU findings studies side by side (one thread each), the views, the tables.
+# docs/findings.md: four studies in two chains side by side, one thread each (architecture, then CREPE full;
+# scale and the real models, then the recorded instruments); then every table of the page and its figures.
+FINDINGS := findings_arch findings_crepe_full findings_scale findings_soundfont
 findings: setup
-	OMP_NUM_THREADS=1 $(BIN)/ontoscope run configs/findings_arch.yaml & \
-	OMP_NUM_THREADS=1 $(BIN)/ontoscope run configs/findings_scale.yaml & wait
-	$(BIN)/python scripts/findings_views.py runs/findings_arch --where "compression == 16 and antialias == 'none' and activation == 'elu'"
-	$(BIN)/python scripts/findings_tables.py runs/findings_arch runs/findings_scale --figures docs/figures
+	@start=$$(date +%s); \
+	{ OMP_NUM_THREADS=1 $(BIN)/ontoscope run configs/findings_arch.yaml && \
+	  OMP_NUM_THREADS=1 $(BIN)/ontoscope run configs/findings_crepe_full.yaml; } & a=$$!; \
+	{ OMP_NUM_THREADS=1 $(BIN)/ontoscope run configs/findings_scale.yaml && \
+	  OMP_NUM_THREADS=1 $(BIN)/ontoscope run configs/findings_soundfont.yaml; } & b=$$!; \
+	wait $$a && wait $$b && \
+	$(BIN)/python scripts/findings_tables.py $(addprefix runs/,$(FINDINGS)) --figures docs/figures \
+	    > runs/findings_tables.md && \
+	echo "findings: $$(( ($$(date +%s) - start) / 60 )) min; tables in runs/findings_tables.md"
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts

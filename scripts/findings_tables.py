@@ -12,12 +12,13 @@ apart from means over seeds and counts.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ontoscope.ontology.stats import mean_interval
+from ontoscope.ontology.stats import mean_interval, wilson_interval
 
 KINDS = ("all", "static", "oscillatory")
 FIDELITY = {"f0": "f0 (cents)", "loudness": "loudness (dB)", "brightness": "brightness (dB/oct)",
@@ -79,6 +80,58 @@ def fidelity_table(t: dict[str, pd.DataFrame], knobs: list[str]) -> str:
     return markdown(out[cols], 2)
 
 
+def controls_table(t: dict[str, pd.DataFrame]) -> str:
+    """Sensitivity and false-positive rate of the ICV status per intervention family on the study's controls."""
+    if "control_rates" not in t:
+        return "(this run ran no controls)"
+    return markdown(t["control_rates"], 2)
+
+
+def gate_table(t: dict[str, pd.DataFrame], knobs: list[str]) -> str:
+    """Per design: how many trained models passed the fidelity gate, how many did not, and why."""
+    models = t["models"]
+    models = models[models["kind"] == "family"].copy()
+    if models.empty:
+        return "(no trained family models)"
+    models["design"] = design_label(models, knobs)
+    out = models.groupby("design", sort=False).agg(
+        models=("model", "size"), passed=("fidelity", lambda s: int((s == "passed").sum())),
+        undertrained=("fidelity", lambda s: int((s == "undertrained").sum())),
+        why=("fidelity_reason", lambda s: "; ".join(sorted({r for r in s if r})))).reset_index()
+    return markdown(out)
+
+
+def passed_models(t: dict[str, pd.DataFrame]) -> set[str]:
+    """Models whose measurements count: pretrained ones, and trained ones that passed the fidelity gate."""
+    m = t["models"]
+    return set(m.loc[(m["kind"] == "pretrained") | (m["fidelity"] == "passed"), "model"])
+
+
+def prediction_table(tables: list[dict[str, pd.DataFrame]]) -> tuple[str, str]:
+    """Over every counted (model, site, factor) of the runs: the confusion of the prediction (``affords`` or
+    ``limited``) against the measured outcome (``icv`` or not), precision and recall of ``affords`` with Wilson
+    intervals; and the mispredicted cases, grouped."""
+    comp = pd.concat([t["comparison"][t["comparison"]["model"].isin(passed_models(t))] for t in tables],
+                     ignore_index=True)
+    icv = comp["measured_status"] == "icv"
+    aff = comp["prediction"] == "affords"
+    tp, fp, fn, tn = int((aff & icv).sum()), int((aff & ~icv).sum()), int((~aff & icv).sum()), int((~aff & ~icv).sum())
+    rows = [{"predicted": "affords", "measured icv": tp, "measured not icv": fp},
+            {"predicted": "limited", "measured icv": fn, "measured not icv": tn}]
+    stats = []
+    majority = max(int(icv.sum()), int((~icv).sum()))
+    for what, k, n in (("precision of affords", tp, tp + fp), ("recall of affords", tp, tp + fn),
+                       ("agreement", tp + tn, len(comp)), ("base rate (majority outcome)", majority, len(comp))):
+        lo, hi = wilson_interval(k, n) if n else (np.nan, np.nan)
+        stats.append({"measure": what, "value": f"{k}/{n} = {k / n:.3f} [{lo:.3f}, {hi:.3f}]" if n else "n/a"})
+    head = markdown(pd.DataFrame(rows)) + "\n\n" + markdown(pd.DataFrame(stats))
+    bad = comp[comp["failure"].notna()]
+    cases = bad.groupby(["failure", "factor", "predicted_status", "measured_status"]).agg(
+        rows=("model", "size"), models=("model", lambda s: ", ".join(sorted(set(s))[:4]) + (" ..." if s.nunique() > 4
+                                                                                           else ""))).reset_index()
+    return head, markdown(cases.sort_values(["failure", "rows"], ascending=[True, False]))
+
+
 def score_table(t: dict[str, pd.DataFrame], knobs: list[str]) -> str:
     scores, models, op = t["scores"], t["models"].copy(), t["operational"]
     models["design"] = design_label(models, knobs)
@@ -121,36 +174,45 @@ def slope_table(t: dict[str, pd.DataFrame], knobs: list[str]) -> str:
 
 
 def factor_table(t: dict[str, pd.DataFrame]) -> str:
-    op = t["operational"]
-    trained = set(t["models"].loc[t["models"]["trained"].astype(bool), "model"])
-    op = op[op["model"].isin(trained)]
-    g = op.groupby(["factor_kind", "factor", "kind"], sort=True)
-    out = g.agg(rows=("status", "size"), icv=("status", lambda s: int((s == "icv").sum())),
-                entangled=("status", lambda s: int((s == "entangled").sum())),
-                absent=("status", lambda s: int((s == "absent").sum())),
-                decodability=("decodability", "median"), efficacy=("efficacy", "median"),
-                specificity=("specificity", "median"), iia=("iia", "median"),
-                erasure_drop=("erasure_drop", "median"), icv_score=("icv_score", "median"),
-                best_icv_score=("icv_score", "max")).reset_index()
+    """Per factor, over the counted trained models' (model, site) cells: how many are ICVs, entangled, absent
+    (the status of the family that controls the cell best), which families control the ICVs, the median and best
+    ICV score, and the median decodability (held-out R² of the site's probe)."""
+    comp = t["comparison"]
+    trained = set(t["models"].loc[t["models"]["trained"].astype(bool), "model"]) & passed_models(t)
+    comp = comp[comp["model"].isin(trained)]
+    if comp.empty:
+        return "(no trained model passed the fidelity gate)"
+    dec = t["operational"].groupby(["model", "site", "factor"])["decodability"].max().rename("decodability")
+    comp = comp.join(dec, on=["model", "site", "factor"])
+    out = comp.groupby(["factor_kind", "factor"], sort=True).agg(
+        cells=("measured_status", "size"), icv=("measured_status", lambda s: int((s == "icv").sum())),
+        entangled=("measured_status", lambda s: int((s == "entangled").sum())),
+        absent=("measured_status", lambda s: int((s == "absent").sum())),
+        icv_families=("intervention", lambda s: ", ".join(f"{k} {v}" for k, v in s[comp.loc[s.index,
+                      "measured_status"] == "icv"].value_counts().items())),
+        icv_score=("icv_score", "median"), best_icv_score=("icv_score", "max"),
+        decodability=("decodability", "median")).reset_index()
     return markdown(out)
 
 
 def icv_cases(t: dict[str, pd.DataFrame]) -> str:
+    """Every counted (model, site, factor) measured an ICV: the family that controls it, its score, what the
+    latent ontology predicted; for a modulation, the rate it was imposed at."""
     comp = t["comparison"]
-    cases = comp[comp["measured_status"] == "icv"]
+    cases = comp[(comp["measured_status"] == "icv") & comp["model"].isin(passed_models(t))]
     if not len(cases):
         return "(no (model, site, factor) is an ICV)"
-    cols = ["model", "site", "factor", "intervention", "icv_score", "predicted_status", "reason"]
-    return markdown(cases[cols].sort_values(["factor", "model", "site"]))
-
-
-def confusion(t: dict[str, pd.DataFrame]) -> str:
-    return markdown(t["confusion"])
+    op = t["operational"]
+    rate = op.groupby(["model", "site", "factor", "family"])["rate_hz"].max().rename("rate (Hz)").reset_index()
+    cases = cases.merge(rate.rename(columns={"family": "intervention"}), how="left",
+                        on=["model", "site", "factor", "intervention"])
+    cols = ["factor_kind", "factor", "model", "site", "intervention", "rate (Hz)", "icv_score", "predicted_status"]
+    return markdown(cases[cols].sort_values(["factor_kind", "factor", "model", "site"]), 2)
 
 
 def failures(t: dict[str, pd.DataFrame]) -> str:
     comp = t["comparison"]
-    comp = comp[comp["trained"].astype(bool)]
+    comp = comp[comp["trained"].astype(bool) & comp["model"].isin(passed_models(t))]
     g = comp.groupby(["factor", "predicted_status", "measured_status"]).size().rename("rows").reset_index()
     return markdown(g)
 
@@ -160,12 +222,19 @@ def claims(t: dict[str, pd.DataFrame]) -> str:
 
 
 def per_model_factor(t: dict[str, pd.DataFrame], models: list[str]) -> str:
-    op = t["operational"]
-    op = op[op["model"].isin(models)]
-    best = op.groupby(["model", "factor", "kind"])["icv_score"].max().unstack("model").reset_index()
-    dec = op.groupby(["model", "factor", "kind"])["decodability"].max().unstack("model")
+    """Per model and factor: the best cell's measured status, ICV score, the family that controls it and its site
+    (the comparison's best family per site, then the best site), beside the best decodability over the sites."""
+    comp = t["comparison"]
+    comp = comp[comp["model"].isin(models)].sort_values("icv_score", ascending=False, na_position="last")
+    best = comp.drop_duplicates(["model", "factor"])
+    best = best.assign(cell=[f"{st} {sc:.2f} ({fam} @ {site})" if pd.notna(sc) else st
+                             for st, sc, fam, site in zip(best["measured_status"], best["icv_score"],
+                                                          best["intervention"], best["site"], strict=True)])
+    wide = best.pivot_table(index=["factor_kind", "factor"], columns="model", values="cell", aggfunc="first")
+    dec = t["operational"][t["operational"]["model"].isin(models)]
+    dec = dec.groupby(["factor_kind", "factor", "model"])["decodability"].max().unstack("model")
     dec.columns = [f"{c} decodability" for c in dec.columns]
-    return markdown(best.merge(dec.reset_index(), on=["factor", "kind"]))
+    return markdown(wide.join(dec).reset_index(), 2)
 
 
 def factor_figure(t: dict[str, pd.DataFrame], knobs: list[str], path: Path) -> None:
@@ -230,53 +299,90 @@ def views_table(run: Path, t: dict[str, pd.DataFrame]) -> str | None:
     return markdown(wide)
 
 
+def scale_table(arch: dict[str, pd.DataFrame], scale: dict[str, pd.DataFrame]) -> str:
+    """ICV scores at the fixed architecture (total stride 256, compression 16) across width, depth and data: the
+    base models of the architecture run beside the scaled ones of the scale run, counted models only."""
+    rows = []
+    base = arch["models"]
+    base = base[(base["kind"] == "family") & (base["total_stride"] == 256) & (base["compression"] == 16)
+                & (base["antialias"] == "none") & (base["activation"] == "elu")]
+    groups = [("width 8, depth 0, all 112 clips (base)", arch, base["model"].tolist())]
+    sm = scale["models"]
+    sm = sm[sm["kind"] == "family"]
+    for design, g in sm.groupby(design_label(sm, ["width", "depth", "data_size"]), sort=False):
+        groups.append((design, scale, g["model"].tolist()))
+    for design, t, ids in groups:
+        ok = [m for m in ids if m in passed_models(t)]
+        sc = t["scores"][t["scores"]["model"].isin(ok)]
+        row = {"design": design, "models": len(ids), "passed": len(ok)}
+        for kind in KINDS:
+            row[f"mean ICV score, {kind}"] = mean_ci(sc.loc[sc["factor_kind"] == kind, "mean"])
+        op = t["operational"][t["operational"]["model"].isin(ok)]
+        row["icv rows"] = int((op["status"] == "icv").sum())
+        rows.append(row)
+    return markdown(pd.DataFrame(rows))
+
+
+def print_run(path: Path, t: dict[str, pd.DataFrame], knobs: list[str], figures: Path | None) -> None:
+    """Every table of one run, each under its heading (a table with no rows to show says so)."""
+
+    def show(title: str, needs: tuple[str, ...], fn: Callable[[], str | None]) -> None:
+        missing = [n for n in needs if n not in t or t[n].empty]
+        body = f"(nothing to show: no {', '.join(missing)} rows)" if missing else fn()
+        if body is not None:
+            print(f"## {title}\n")
+            print(body, "\n")
+
+    print(f"# {path.name}\n")
+    show("fidelity gate", ("models",), lambda: gate_table(t, knobs))
+    if "fidelity" in t:
+        show("reconstruction fidelity (median over held-out clips, mean over seeds)", ("fidelity",),
+             lambda: fidelity_table(t, knobs))
+    show("latent ontology: share of sites that afford each factor (mean over seeds)", ("latent",),
+         lambda: latent_table(t, knobs))
+    show("ICV scores per design, counted models (mean over seeds, 95% t interval)", ("scores",),
+         lambda: score_table(t, knobs))
+    show("knob slopes (pooled within-group estimate)", ("attribution",), lambda: slope_table(t, knobs))
+    show("per factor, trained models", ("operational",), lambda: factor_table(t))
+    show("ICV cases (counted models)", ("comparison",), lambda: icv_cases(t))
+    show("prediction: outcomes per factor", ("comparison",), lambda: failures(t))
+    show("claims", ("claims",), lambda: claims(t))
+    show("decodability by view (ridge, best site) against the best ICV score", ("operational",),
+         lambda: views_table(path, t))
+    if figures is not None and "scores" in t and not t["scores"].empty:
+        factor_figure(t, knobs, figures / f"{path.name}.png")
+    pre = t["models"].loc[t["models"]["kind"] == "pretrained", "model"].tolist()
+    if pre:
+        show("pretrained models: best ICV score and best decodability per factor", ("operational",),
+             lambda: per_model_factor(t, pre))
+
+
 def main(argv: list[str]) -> None:
-    arch_knobs = ["total_stride", "compression", "antialias"]
+    arch_knobs = ["total_stride", "compression", "antialias", "activation"]
     scale_knobs = ["width", "depth", "data_size"]
     figures = None
     if "--figures" in argv:
         i = argv.index("--figures")
         figures = Path(argv[i + 1])
         argv = argv[:i] + argv[i + 2:]
-    pooled = []
-    for run in map(Path, argv):
-        t = load(run)
-        knobs = scale_knobs if "scale" in run.name else arch_knobs
-        print(f"# {run.name}\n")
-        if "fidelity" in t:
-            print("## reconstruction fidelity (median over held-out clips, mean over seeds)\n")
-            print(fidelity_table(t, knobs), "\n")
-        print("## latent ontology: share of sites that afford each factor (mean over seeds)\n")
-        print(latent_table(t, knobs), "\n")
-        print("## ICV scores per design (mean over seeds, 95% t interval)\n")
-        print(score_table(t, knobs), "\n")
-        print("## knob slopes (pooled within-group estimate)\n")
-        print(slope_table(t, knobs), "\n")
-        print("## per factor, trained models\n")
-        print(factor_table(t), "\n")
-        print("## ICV cases\n")
-        print(icv_cases(t), "\n")
-        print("## prediction: confusion\n")
-        print(confusion(t), "\n")
-        pooled.append(t["confusion"])
-        print("## prediction: outcomes per factor\n")
-        print(failures(t), "\n")
-        print("## claims\n")
-        print(claims(t), "\n")
-        views = views_table(run, t)
-        if views is not None:
-            print("## decodability by view (ridge, best site) against the best ICV score\n")
-            print(views, "\n")
-        if figures is not None:
-            factor_figure(t, knobs, figures / f"{run.name}.png")
-        pre = t["models"].loc[t["models"]["kind"] == "pretrained", "model"].tolist()
-        if pre:
-            print("## pretrained models: best ICV score and best decodability per factor\n")
-            print(per_model_factor(t, pre), "\n")
-    if len(pooled) > 1:
-        print("# every run: prediction confusion (counts added)\n")
-        both = pd.concat(pooled).groupby(["predicted_status", "prediction"], sort=False).sum().reset_index()
-        print(markdown(both), "\n")
+    runs = {Path(r).name: load(Path(r)) for r in argv}
+    print("# controls (sensitivity and false-positive rate of the ICV status per intervention family)\n")
+    for name, t in runs.items():
+        if "control_rates" in t:
+            print(f"## {name}\n")
+            print(controls_table(t), "\n")
+    for path, (name, t) in zip(argv, runs.items(), strict=True):
+        print_run(Path(path), t, scale_knobs if "scale" in name else arch_knobs, figures)
+    arch = next((t for n, t in runs.items() if "arch" in n), None)
+    scale = next((t for n, t in runs.items() if "scale" in n), None)
+    if arch is not None and scale is not None:
+        print("# scale at the fixed architecture (base from the architecture run)\n")
+        print(scale_table(arch, scale), "\n")
+    head, cases = prediction_table(list(runs.values()))
+    print("# prediction over every counted (model, site, factor) of the runs\n")
+    print(head, "\n")
+    print("## mispredicted cases\n")
+    print(cases, "\n")
 
 
 if __name__ == "__main__":
