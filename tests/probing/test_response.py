@@ -37,6 +37,20 @@ def test_leakage_lowers_specificity_unless_it_is_the_expected_side_effect():
     assert dose_response(v, DOSES, NAMES, "f0", 0.1, expected=expected).specificity == pytest.approx(1.0)
 
 
+def test_the_expected_side_effect_is_averaged_over_the_clips_where_the_change_is_measured():
+    # a rate that scales with the dose, clip by clip, and is undefined on the clip it moves most at the top dose
+    # (warped past its estimator's range): its expected change must leave that clip out too
+    scale = np.linspace(0.1, 0.8, 8)
+    v = _values(lambda d: np.array([0.2 * d, 0.0, 0.0]))
+    v[..., 2] += scale[None, :] * DOSES[:, None]
+    expected = np.zeros_like(v)
+    expected[..., 2] = scale[None, :] * DOSES[:, None]
+    v[DOSES == 1.0, -1, 2] = np.nan
+    v[DOSES == -1.0, -1, 2] = np.nan
+    r = dose_response(v, DOSES, NAMES, "f0", 0.1, expected=expected)
+    assert r.dose == 1.0 and r.specificity == pytest.approx(1.0)
+
+
 def test_an_even_effect_has_no_odd_part_and_is_not_a_control():
     v = _values(lambda d: np.array([0.2 * abs(d), 0.0, 0.0]))
     r = dose_response(v, DOSES, NAMES, "f0", 0.1)

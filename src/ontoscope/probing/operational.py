@@ -735,7 +735,10 @@ def _iia(measured: np.ndarray, own_base: np.ndarray, own_source: np.ndarray, j: 
     score = np.clip(1 - np.abs(m[valid, j] - s[valid, j]) / np.abs(diff[valid]), 0, 1)
     moved = m[valid] - b[valid]
     own = float(np.mean(np.abs(moved[:, j])))
-    rest = np.abs(np.delete(moved, j, axis=1))
+    # the other factors' departure from the counterfactual: a pair differs in factor j alone, yet a readout may
+    # see another factor move with it (beating moves the envelope a tremolo is read from); that move is the
+    # model's own, expected of a perfect interchange, and not leakage
+    rest = np.abs(np.delete(m[valid] - s[valid], j, axis=1))
     ok = np.isfinite(rest)
     # the mean change of every other factor over the pairs where it is defined (0 where it never is)
     leak = float((np.where(ok, rest, 0).sum(0) / np.maximum(ok.sum(0), 1)).sum())

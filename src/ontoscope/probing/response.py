@@ -19,7 +19,9 @@ For the intended factor ``i``, at each level:
   stimuli (1: the intervention moves it as much as the data vary it);
 - ``specificity = |R_i| / (|R_i| + Σ_{j≠i} |R_j − E_j|)``, with ``E_j`` the change
   the family is *expected* to cause in ``j`` (a time-warp scales every rate with
-  the pitch: that is its nature, not leakage);
+  the pitch: that is its nature, not leakage), averaged over the same clips as
+  ``R_j`` (a rate warped past its estimator's range is undefined, and its clip
+  leaves both means);
 - ``consistency``: the share of (clip, level) whose own response has the sign of
   ``R_i(d_k)``, over ``d_k`` and every smaller level whose mean response is at least a
   quarter of ``|R_i(d_k)|`` (of either sign): an edit must move every clip the same
@@ -151,10 +153,11 @@ def dose_response(
         if dp is None:  # only the negative side: mirror it
             dp, dm = -dm, None
         mp = _nanmean(dp, 0)  # [J]
-        ep = _nanmean(exp[plus[0]] if plus.size else -exp[minus[0]], 0)
+        # the expected change averaged over the clips whose change is measured, as the change itself is
+        ep = _nanmean(np.where(np.isfinite(dp), exp[plus[0]] if plus.size else -exp[minus[0]], np.nan), 0)
         if dm is not None:
             mm = _nanmean(dm, 0)
-            em = _nanmean(exp[minus[0]], 0)
+            em = _nanmean(np.where(np.isfinite(dm), exp[minus[0]], np.nan), 0)
             odd, even = (mp - mm) / 2, (mp + mm) / 2
             resp, e = odd, (ep - em) / 2
             clip_resp = (dp[:, i] - dm[:, i]) / 2
