@@ -1,9 +1,11 @@
 """What each control cell must be, by construction."""
 
+import pandas as pd
 import pytest
 
 from ontoscope.errors import ConfigError
-from ontoscope.probing.controls import MIN_FIT_R2, control_truth, omitted_factor
+from ontoscope.probing.controls import MIN_FIT_R2, control_truth, omitted_factor, unmark_unread
+from ontoscope.probing.icv import ICVThresholds
 from ontoscope.stimuli import FactorSpace
 
 
@@ -25,3 +27,12 @@ def test_the_controller_omits_a_static_factor_other_than_pitch_and_level():
     assert control_truth("controller", "f0", "das", "rank1", omitted="brightness") is True
     with pytest.raises(ConfigError, match="unknown control 'mirror'"):
         control_truth("mirror", "f0", "additive", "pattern")
+
+
+def test_a_waveform_modulation_positive_the_probes_cannot_read_is_left_unmarked():
+    rows = pd.DataFrame({"family": ["modulation", "modulation", "modulation", "time_warp"],
+                         "decodability": [0.35, 0.90, 0.10, 0.10],
+                         "expected": [True, True, False, True]})
+    got = unmark_unread(rows, ICVThresholds()).tolist()
+    # the unread positive is unmarked; a read one stays positive; a negative stays negative; other families keep
+    assert got[0] is None and got[1:] == [True, False, True]

@@ -54,7 +54,7 @@ from ontoscope.progress import track
 from ontoscope.stimuli.dataset import StimulusSet, set_space
 from ontoscope.stimuli.factors import FactorSpace
 
-__all__ = ["CONTROLS", "control_rates", "control_truth", "controls_passed", "run_controls"]
+__all__ = ["CONTROLS", "control_rates", "control_truth", "controls_passed", "run_controls", "unmark_unread"]
 
 #: The control models, in the order they run.
 CONTROLS = ("controller", "supervised", "waveform", "waveform_level", "place", "place_shuffled")
@@ -108,6 +108,18 @@ def control_truth(control: str, factor: str, family: str, variant: str, *, omitt
             return False
         return None
     raise ConfigError(f"unknown control {control!r}; use any of {', '.join(CONTROLS)}")
+
+
+def unmark_unread(rows: pd.DataFrame, thresholds: ICVThresholds) -> pd.Series:
+    """The ``expected`` column of a waveform control's rows with its unreadable modulation positives unmarked.
+
+    A modulation imposed on the waveform is controllable by construction, but whether linear probes read its
+    depth off a raw waveform is not (with beating among the factors, a vibrato's depth is hidden from them): a
+    positive modulation cell whose decodability is below ``thresholds.decodable`` becomes None, as a supervised
+    head that fell short does.
+    """
+    unread = (rows["family"] == "modulation") & (pd.to_numeric(rows["decodability"]) < thresholds.decodable)
+    return rows["expected"].where(~(unread & rows["expected"].eq(True)), None)
 
 
 @dataclass(frozen=True)
@@ -197,11 +209,7 @@ def run_controls(
         t["expected"] = [control_truth(c.name, r.factor, r.family, r.variant, omitted=omit, read=read)
                          for r in t.itertuples()]
         if c.name in ("waveform", "waveform_level"):
-            # a modulation imposed on the waveform is controllable by construction, but whether linear probes
-            # read its depth off a raw waveform is not (beating among the factors hides a vibrato's depth from
-            # them): such a cell is left unmarked, as a supervised head that fell short is
-            unread = (t["family"] == "modulation") & (pd.to_numeric(t["decodability"]) < th.decodable)
-            t["expected"] = t["expected"].where(~(unread & t["expected"].eq(True)), None)
+            t["expected"] = unmark_unread(t, th)
         tables.append(t)
     return pd.concat(tables, ignore_index=True)
 
