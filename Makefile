@@ -65,14 +65,14 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/run.py
 
-# docs/findings.md: three studies in two one-thread chains side by side (architecture, then the recorded
-# instruments; scale and the real models), then every table of the page (runs/findings_tables.md) and its figures.
+# docs/findings.md: three studies in two one-thread chains side by side (architecture; scale and the real models,
+# then the recorded instruments), then every table of the page (runs/findings_tables.md) and its figures.
 FINDINGS := findings_arch findings_soundfont findings_scale
 findings: setup
 	@start=$$(date +%s); \
-	{ OMP_NUM_THREADS=1 $(BIN)/ontoscope run configs/findings_arch.yaml && \
-	  OMP_NUM_THREADS=1 $(BIN)/ontoscope run configs/findings_soundfont.yaml; } & a=$$!; \
-	OMP_NUM_THREADS=1 $(BIN)/ontoscope run configs/findings_scale.yaml & b=$$!; \
+	OMP_NUM_THREADS=1 $(BIN)/ontoscope run configs/findings_arch.yaml & a=$$!; \
+	{ OMP_NUM_THREADS=1 $(BIN)/ontoscope run configs/findings_scale.yaml && \
+	  OMP_NUM_THREADS=1 $(BIN)/ontoscope run configs/findings_soundfont.yaml; } & b=$$!; \
 	wait $$a && wait $$b && \
 	$(BIN)/python scripts/findings_tables.py $(addprefix runs/,$(FINDINGS)) --figures docs/figures \
 	    > runs/findings_tables.md && \
