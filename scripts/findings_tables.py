@@ -264,11 +264,11 @@ def factor_figure(t: dict[str, pd.DataFrame], knobs: list[str], path: Path) -> N
             xs, ms, hs = [], [], []
             for value, at in g.groupby(knob, sort=True):
                 fit = mean_interval(at["icv_score"].to_numpy(dtype=float))
-                xs.append(str(value) if knob == "antialias" else float(value))
+                xs.append(str(value) if knob in ("antialias", "activation") else float(value))
                 ms.append(fit.estimate)
                 hs.append(0.0 if np.isnan(fit.ci_high) else fit.ci_high - fit.estimate)
             ax.errorbar(xs, ms, yerr=hs, marker="o", capsize=3, ls="-" if kind == "static" else "--", label=factor)
-        if knob != "antialias":
+        if knob not in ("antialias", "activation"):
             ax.set_xscale("log", base=2)
         ax.set_xlabel(knob)
         ax.set_ylabel("ICV score (mean over sites)")
