@@ -128,7 +128,8 @@ def test_matches_the_packages_own_streaming_inference(vad, package):
     each zero-padded 512-sample chunk after ``reset_states``), and so do the speech segments it derives from them.
     Clip lengths are not multiples of 512. Largest difference measured: 3.8e-6 on the steady vowel, at most 1.4e-6
     on the others (float32 rounding of the convolutions, which run on all chunks at once here, carried on by the
-    LSTM); tolerance 1e-5."""
+    LSTM); on another machine of the same kind, 1.1e-5 on the syllables and 8.6e-6 on the vowel (the CPU's float32
+    kernels round differently); tolerance 3e-5."""
     recorder = _Recorder(package.jit)
     for name, x in _signals().items():
         ref_segments = package.utils.get_speech_timestamps(x[0], recorder, sampling_rate=SR)
@@ -136,7 +137,7 @@ def test_matches_the_packages_own_streaming_inference(vad, package):
         with torch.no_grad():
             got = vad(x)
         assert got.shape == (1, 1, -(-x.shape[1] // CHUNK)), name
-        torch.testing.assert_close(got[0, 0], expected, atol=1e-5, rtol=0, msg=name)
+        torch.testing.assert_close(got[0, 0], expected, atol=3e-5, rtol=0, msg=name)
         segments = package.utils.get_speech_timestamps_from_probs(got[0, 0].tolist(), sampling_rate=SR,
                                                                    audio_length_samples=x.shape[1])
         assert segments == ref_segments, name
