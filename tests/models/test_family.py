@@ -4,12 +4,14 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from ontoscope.errors import ConfigError
 from ontoscope.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ontoscope.models.family import build
+from ontoscope.models.losses import multi_resolution_stft_loss
 from ontoscope.models.spec import load_spec, parse_spec
-from ontoscope.models.train import autocast, history_table, parse_config, train
+from ontoscope.models.train import autocast, history_table, loss_fn, parse_config, train
 from ontoscope.stimuli import FactorSpace
 from ontoscope.stimuli.dataset import StimulusSet
 
@@ -240,12 +242,27 @@ def test_every_loss_term_resumes_to_the_uninterrupted_weights(tiny_set, tmp_path
         assert torch.equal(x, y), k
 
 
+def test_the_waveform_term_is_weighted_by_wave_weight(tiny_set):
+    spec = parse_spec(dict(family="conv_ae", strides=[2, 2], width=4, bottleneck=4))
+    model, audio = build(spec, seed=0), tiny_set.audio([0, 1])
+    with torch.no_grad():
+        pred = model(audio)[..., :audio.shape[-1]]
+        stft = multi_resolution_stft_loss(pred, audio)
+        wave = F.l1_loss(pred, audio)
+        losses = {w: float(loss_fn(model, audio, None, cfg=parse_config({"wave_weight": w})))
+                  for w in (0.0, 1.0, 4.0)}
+    assert losses[0.0] == pytest.approx(float(stft), rel=1e-6)
+    assert losses[1.0] == pytest.approx(float(stft + wave), rel=1e-6)
+    assert losses[4.0] == pytest.approx(float(stft + 4 * wave), rel=1e-6)
+    assert float(wave) > 1e-4  # the term is there to weigh
+
+
 def test_a_checkpoint_written_before_a_recipe_field_existed_still_resumes(tiny_set, tmp_path):
     spec = parse_spec(dict(family="conv_ae", strides=[2, 2], width=4, bottleneck=4))
     cfg = dict(steps=6, batch_size=4, warmup=2, eval_every=3, checkpoint_every=3)
     train(spec, tiny_set, tmp_path / "ck", cfg, progress=False, stop_after=3)
     card = json.loads((tmp_path / "ck" / "card.json").read_text())
-    for new in ("stft_ffts", "mel_weight", "precision"):
+    for new in ("stft_ffts", "mel_weight", "wave_weight", "precision"):
         del card["train"][new]
     (tmp_path / "ck" / "card.json").write_text(json.dumps(card))
     _, done = train(spec, tiny_set, tmp_path / "ck", cfg, progress=False)
@@ -276,6 +293,7 @@ def test_bf16_autocast_changes_the_forward_pass_and_auto_means_fp32_on_cpu(tiny_
     (dict(precision="fp16"), "precision"),
     (dict(stft_ffts=[]), "stft_ffts"),
     (dict(mel_weight=-1), "mel_weight"),
+    (dict(wave_weight=-0.5), "wave_weight"),
 ])
 def test_a_bad_recipe_field_is_named_in_one_line(bad, message):
     with pytest.raises(ConfigError, match=message) as err:

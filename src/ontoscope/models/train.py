@@ -62,6 +62,7 @@ class TrainConfig(BaseModel):
     stft_ffts: tuple[int, ...] = Field((256, 512, 1024), min_length=1,
                                        description="FFT sizes of the multi-resolution STFT loss (autoencoders)")
     mel_weight: float = Field(0.0, ge=0, description="weight of the multi-scale mel loss (autoencoders)")
+    wave_weight: float = Field(1.0, ge=0, description="weight of the waveform L1 loss (autoencoders)")
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="bf16 autocast of the forward pass; auto: bf16 on CUDA, fp32 on CPU")
@@ -151,7 +152,9 @@ def loss_fn(model: StagedModel, audio: torch.Tensor, target: torch.Tensor | None
     with torch.autocast(audio.device.type, enabled=False):
         if model.output == "audio":
             pred = out[..., :audio.shape[-1]].float()
-            loss = multi_resolution_stft_loss(pred, audio, cfg.stft_ffts) + F.l1_loss(pred, audio)
+            loss = multi_resolution_stft_loss(pred, audio, cfg.stft_ffts)
+            if cfg.wave_weight > 0:
+                loss = loss + cfg.wave_weight * F.l1_loss(pred, audio)
             if cfg.mel_weight > 0:
                 loss = loss + cfg.mel_weight * multi_scale_mel_loss(pred, audio, model.spec.sample_rate)
             q = getattr(model, "quantizer", None)
