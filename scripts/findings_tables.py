@@ -336,7 +336,9 @@ def print_run(path: Path, t: dict[str, pd.DataFrame], knobs: list[str], figures:
     print(f"# {path.name}\n")
     show("fidelity gate", ("models",), lambda: gate_table(t, knobs))
     if "fidelity" in t:
-        show("reconstruction fidelity (median over held-out clips, mean over seeds)", ("fidelity",),
+        clips = {"all": "every clip of the study", "held_out": "the held-out clips"}.get(
+            t["fidelity"]["clips"].iloc[0] if "clips" in t["fidelity"] and len(t["fidelity"]) else "held_out")
+        show(f"reconstruction fidelity (median over {clips}, the gate's clips; mean over seeds)", ("fidelity",),
              lambda: fidelity_table(t, knobs))
     show("latent ontology: share of sites that afford each factor (mean over seeds)", ("latent",),
          lambda: latent_table(t, knobs))

@@ -73,6 +73,7 @@ BAD = [
     (_with("report", {"examples": -1}), "report.examples"),
     (_with("analyses", {"fidelity": {"f0_cents": -1}}), "analyses.fidelity.f0_cents"),
     (_with("analyses", {"fidelity": {"f0": 25}}), "analyses.fidelity.f0: unknown key"),
+    (_with("analyses", {"fidelity": {"clips": "train"}}), "analyses.fidelity.clips"),
     (_with("models", [GOOD["models"][0], GOOD["models"][0]]), "same model"),
     (_with("models.0.seeds", []), "models.0.seeds"),
 ]

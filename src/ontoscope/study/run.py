@@ -44,6 +44,7 @@ from ontoscope.study.storage import RunStore
 __all__ = ["STAGES", "plan_stages", "run_study", "study_status"]
 
 STAGES = ("stimuli", "pairs", "controls", "train", "latent", "operational", "comparison", "report")
+FIDELITY_FILES = {"held_out": "fidelity.parquet", "all": "fidelity_all.parquet"}  # per gate.clips
 
 
 def _versions() -> dict[str, str]:
@@ -184,14 +185,16 @@ def model_chain(cfg: StudyConfig, m: dict[str, Any], stim: Path, pairs: Path | N
 
 def _collect(records: list[dict[str, Any]], cfg: StudyConfig) -> dict[str, pd.DataFrame]:
     gate = cfg.analyses.fidelity
+    clips = gate.clips if gate else "all"
     models, latent, operational, fidelity = [], [], [], []
     for r in records:
         p: ModelPlan = r["plan"]
         row = {"model": p.id, "ref": p.ref, "kind": p.kind, "seed": p.seed, **p.knobs,
                "fidelity": None, "fidelity_reason": ""}
-        if r["train"] is not None and (r["train"] / "fidelity.parquet").exists():
-            table = pd.read_parquet(r["train"] / "fidelity.parquet")
-            fidelity.append(table.assign(model=p.id))
+        scored = r["train"] / FIDELITY_FILES[clips] if r["train"] is not None else None
+        if scored is not None and scored.exists():
+            table = pd.read_parquet(scored)
+            fidelity.append(table.assign(model=p.id, clips=clips))
             if gate:
                 passed, why = fidelity_gate(table, f0_cents=gate.f0_cents, loudness_db=gate.loudness_db)
                 row.update(fidelity="passed" if passed else "undertrained", fidelity_reason=why)

@@ -59,17 +59,22 @@ def pairs_stage(cfg: StudyConfig, out: Path) -> dict[str, Any]:
 
 
 def train_stage(plan: ModelPlan, stimuli: Path, out: Path) -> dict[str, Any]:
-    """Train a family model on the stimuli into ``out`` (resuming a checkpoint left there)."""
+    """Train a family model on the stimuli into ``out`` (resuming a checkpoint left there).
+
+    An audio autoencoder's reconstruction fidelity is scored twice: on its held-out clips
+    (``fidelity.parquet``) and on every clip of the study (``fidelity_all.parquet``), the clips its
+    ontologies are measured on."""
     spec = parse_spec(plan.spec)
     ds = StimulusSet.load(stimuli / "set")
     model, card = train(spec, ds, out, plan.train, progress=False)
     record: dict[str, Any] = {"final_eval": card.get("final_eval"), "steps": plan.train.get("steps")}
     if model.output == "audio":
         held = split(len(ds), parse_config(plan.train))[1]
-        table = reconstruction_fidelity(model, ds.audio(held), ds.sr)
-        save_table(out / "fidelity.parquet", table)
-        record["fidelity"] = {f"{r.factor} ({r.unit})": round(float(r.median), 4) for r in table.itertuples()
-                              if np.isfinite(r.median)}
+        for name, clips in (("fidelity", held), ("fidelity_all", np.arange(len(ds)))):
+            table = reconstruction_fidelity(model, ds.audio(clips), ds.sr)
+            save_table(out / f"{name}.parquet", table)
+            record[name] = {f"{r.factor} ({r.unit})": round(float(r.median), 4) for r in table.itertuples()
+                            if np.isfinite(r.median)}
     return record
 
 
