@@ -306,7 +306,8 @@ def scale_table(arch: dict[str, pd.DataFrame], scale: dict[str, pd.DataFrame]) -
     base = arch["models"]
     base = base[(base["kind"] == "family") & (base["total_stride"] == 256) & (base["compression"] == 16)
                 & (base["antialias"] == "none") & (base["activation"] == "elu")]
-    groups = [("width 8, depth 0, all 112 clips (base)", arch, base["model"].tolist())]
+    shape = ", ".join(f"{k} {base[k].iloc[0]}" for k in ("width", "depth") if k in base and len(base))
+    groups = [(f"{shape}, every training clip (base)", arch, base["model"].tolist())]
     sm = scale["models"]
     sm = sm[sm["kind"] == "family"]
     for design, g in sm.groupby(design_label(sm, ["width", "depth", "data_size"]), sort=False):
