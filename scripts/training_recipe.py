@@ -50,7 +50,7 @@ def measure(total: int, compression: int, data: StimulusSet, out: Path, *, arch:
     spec = parse_spec({"family": "conv_ae", **arch, "strides": _strides(total), "compression": compression})
     cfg = parse_config({**recipe, "steps": max_steps, "checkpoint_every": every})
     which = np.arange(len(data)) if scored == "all" else split(len(data), cfg)[1]
-    held = data.audio(which[:score_clips])
+    scored_audio = data.audio(which[:score_clips])
     row = {"total_stride": total, "compression": compression, "bottleneck": spec.bottleneck}
     seconds, steps = 0.0, 0
     while steps < max_steps:
@@ -58,7 +58,7 @@ def measure(total: int, compression: int, data: StimulusSet, out: Path, *, arch:
         model, card = train(spec, data, out / f"s{total}_c{compression}", cfg, progress=False, stop_after=every)
         seconds += time.perf_counter() - t0
         steps = int(card["step"])
-        table = reconstruction_fidelity(model, held, data.sr).set_index("factor")
+        table = reconstruction_fidelity(model, scored_audio, data.sr).set_index("factor")
         passed, why = fidelity_gate(table.reset_index(), f0_cents=f0_cents, loudness_db=loudness_db)
         row.update(steps=steps, minutes=round(seconds / 60, 2), f0_cents=round(float(table.loc["f0", "median"]), 1),
                    loudness_db=round(float(table.loc["loudness", "median"]), 2), passed=passed)
