@@ -31,6 +31,12 @@ def test_orthonormal_basis():
     assert orthonormal_basis(np.array([[1.0, 2.0], [0.0, 0.0]])).shape == (2, 1)
     with pytest.raises(ConfigError, match="empty"):
         orthonormal_basis(np.zeros(3))
+    # the tolerance is relative: a tiny vector (a near-silent model's pattern) still spans its direction
+    tiny = orthonormal_basis(np.array([3e-13, 4e-13, 0.0]))
+    assert np.allclose(tiny[:, 0] * np.sign(tiny[0, 0]), [0.6, 0.8, 0.0])
+    assert orthonormal_basis(np.array([[1e-12, 2e-12], [0.0, 1e-25]])).shape == (2, 1)
+    with pytest.raises(ConfigError, match="not finite"):
+        orthonormal_basis(np.array([1.0, np.nan]))
 
 
 @pytest.mark.parametrize("angle", [0.0, 30.0, 45.0])

@@ -49,13 +49,19 @@ __all__ = ["check_pairs", "interchange", "interchange_accuracy", "orthonormal_ba
 
 
 def orthonormal_basis(vectors: np.ndarray) -> np.ndarray:
-    """An orthonormal basis ``[C, r]`` of the span of the columns of ``vectors`` ``[C, r]`` (or ``[C]``)."""
+    """An orthonormal basis ``[C, r]`` of the span of the columns of ``vectors`` ``[C, r]`` (or ``[C]``).
+
+    A column is dropped where it adds less than 1e-10 of the largest column's norm (the tolerance is relative,
+    so vectors of a near-silent model's activations, however small, still span their directions)."""
     v = np.asarray(vectors, dtype=np.float64)
     if v.ndim == 1:
         v = v[:, None]
+    if not np.isfinite(v).all():
+        raise ConfigError("the subspace's vectors are not finite")
     q, r = np.linalg.qr(v)
-    keep = np.abs(np.diag(r)) > 1e-10 * max(1.0, float(np.abs(r).max()))
-    if not keep.any():
+    top = float(np.abs(r).max())
+    keep = np.abs(np.diag(r)) > 1e-10 * top
+    if top == 0 or not keep.any():
         raise ConfigError("the subspace is empty: its vectors are zero")
     return q[:, keep]
 
