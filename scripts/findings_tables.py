@@ -238,17 +238,23 @@ def per_model_factor(t: dict[str, pd.DataFrame], models: list[str]) -> str:
 
 
 def factor_figure(t: dict[str, pd.DataFrame], knobs: list[str], path: Path) -> None:
-    """Each factor's per-model mean ICV score against each swept knob, the other knobs at their most common value."""
+    """Each factor's per-model mean ICV score against each swept knob, the other knobs at their most common value;
+    counted models only (those that passed the fidelity gate), so a knob value none of whose models passed has no
+    point."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     models = t["models"]
-    models = models[(models["kind"] == "family") & models["trained"].astype(bool)]
+    models = models[(models["kind"] == "family") & models["trained"].astype(bool)
+                    & models["model"].isin(passed_models(t))]
     op = t["operational"].merge(models, on="model")
     per = op.groupby(["model", "factor", "factor_kind", *knobs], dropna=False)["icv_score"].mean().reset_index()
     swept = [k for k in knobs if per[k].nunique() > 1]
+    if not swept:  # no knob has two counted values: nothing to draw, and no stale figure left behind
+        path.unlink(missing_ok=True)
+        return
     fig, axes = plt.subplots(1, len(swept), figsize=(4.2 * len(swept), 3.4), squeeze=False)
     for ax, knob in zip(axes[0], swept, strict=True):
         sub, held = per.dropna(subset=[knob]), []
