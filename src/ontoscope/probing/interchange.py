@@ -61,7 +61,7 @@ def orthonormal_basis(vectors: np.ndarray) -> np.ndarray:
     q, r = np.linalg.qr(v)
     top = float(np.abs(r).max())
     keep = np.abs(np.diag(r)) > 1e-10 * top
-    if top == 0 or not keep.any():
+    if not keep.any():
         raise ConfigError("the subspace is empty: its vectors are zero")
     return q[:, keep]
 
