@@ -71,6 +71,39 @@ def test_harmonic_correction_removes_the_beating_bias():
     assert np.median(fixed) < 0.5 and fixed.max() < 5.0
 
 
+def _partials(f0, levels_db, seconds=1.0):
+    """A tone of harmonics at ``levels_db`` (first harmonic first), as ``[B, N]`` for each f0 in ``f0``."""
+    t = np.arange(int(SR * seconds)) / SR
+    out = [sum(10 ** (lv / 20) * np.sin(2 * np.pi * (h + 1) * f * t + 0.7 * h) for h, lv in enumerate(levels_db))
+           for f in f0]
+    return torch.tensor(0.1 * np.stack(out), dtype=torch.float32)
+
+
+@pytest.mark.parametrize("levels_db", [
+    [-25, -8, 0, -20, -18, -25],  # a bowed string's low note: the fundamental 25 dB below the third partial
+    [-6, -28, 0, -25, -15, -15],  # a reed's: the third partial strongest, the second nearly absent
+], ids=["weak_fundamental", "third_strongest"])
+def test_weak_fundamentals_and_strong_third_partials(levels_db):
+    """Read at the fundamental, not at the strongest partial's series (an octave and a fifth up)."""
+    f0 = np.array([130.0, 220.0, 466.0, 700.0])
+    err = _cents(clip_f0(f0_track(_partials(f0, levels_db), SR)).value.numpy(), f0)
+    assert np.abs(err).max() < 1.0
+
+
+def test_beating_copies_with_noise_make_no_subharmonic():
+    """Copies a third or half of f0 above every partial fall among the harmonics of f0 / 3 or f0 / 2; at a low
+    harmonic-to-noise ratio the noise at those candidates' own fundamentals must not pass for a line."""
+    space = FactorSpace.create(["f0", "beat_depth", "beat_rate", "noise", "odd_even", "brightness"],
+                               ranges={"beat_depth": (0.6, 1.0)})
+    table = space.sample(1024, seed=123)
+    ratio = table["beat_rate"] / table["f0"]
+    table = table[(((ratio - 1 / 3).abs() < 0.03) | ((ratio - 0.5).abs() < 0.03)) & (table["noise"] < 6)]
+    assert len(table) >= 12
+    err = _cents(clip_f0(f0_track(render(table.reset_index(drop=True), SR, 1.0), SR)).value.numpy(), table["f0"])
+    assert np.isnan(err).sum() <= 1  # periodic at twice the period: unvoiced, as documented above
+    assert np.nanmax(np.abs(err)) < 2.0
+
+
 def test_track_follows_vibrato():
     n = 12
     rng = np.random.default_rng(0)
