@@ -303,17 +303,22 @@ def test_an_output_driven_out_of_its_domain_reads_nan_not_an_error(space, sets):
     pd.testing.assert_series_equal(after.loc[0], before.loc[0])
 
 
-def test_iia_specificity_counts_departures_from_the_counterfactual_not_the_readouts_own_crosstalk():
+def test_iia_specificity_counts_departures_from_both_own_outputs_not_the_models_own_crosstalk():
     from ontoscope.probing.operational import _iia
 
     rng = np.random.default_rng(0)
     b = rng.random((10, 3))
     s = b.copy()
     s[:, 0] += 0.3  # the pair differs in factor 0 ...
-    s[:, 2] += 0.1  # ... and the readout sees factor 2 move with it
-    exact = _iia(s.copy(), b, s, 0)  # the interchange reproduces the source's output
+    s[:, 2] += 0.1  # ... and the model reads factor 2 move with it
+    exact = _iia(s.copy(), b, s, 0)  # the interchange reproduces the source's output (crosstalk after the site)
     assert exact["iia"] == pytest.approx(1.0) and exact["specificity"] == pytest.approx(1.0)
     only = b.copy()
-    only[:, 0] = s[:, 0]  # factor 0 swapped, factor 2 left at the base: off the counterfactual by 0.1
+    only[:, 0] = s[:, 0]  # factor 0 swapped, factor 2 kept at the base's (crosstalk before the site): no leakage
     got = _iia(only, b, s, 0)
-    assert got["iia"] == pytest.approx(1.0) and got["specificity"] == pytest.approx(0.3 / 0.4)
+    assert got["iia"] == pytest.approx(1.0) and got["specificity"] == pytest.approx(1.0)
+    leaky = only.copy()
+    leaky[:, 1] += 0.1  # a factor both own outputs agree on, moved: leakage 0.1
+    leaky[:, 2] = b[:, 2] + 0.25  # past the source's value: 0.15 from the nearer own output
+    got = _iia(leaky, b, s, 0)
+    assert got["specificity"] == pytest.approx(0.3 / (0.3 + 0.1 + 0.15))

@@ -735,10 +735,13 @@ def _iia(measured: np.ndarray, own_base: np.ndarray, own_source: np.ndarray, j: 
     score = np.clip(1 - np.abs(m[valid, j] - s[valid, j]) / np.abs(diff[valid]), 0, 1)
     moved = m[valid] - b[valid]
     own = float(np.mean(np.abs(moved[:, j])))
-    # the other factors' departure from the counterfactual: a pair differs in factor j alone, yet a readout may
-    # see another factor move with it (beating moves the envelope a tremolo is read from); that move is the
-    # model's own, expected of a perfect interchange, and not leakage
-    rest = np.abs(np.delete(m[valid] - s[valid], j, axis=1))
+    # the other factors' departure from both of the model's own outputs: a pair differs in factor j alone, yet a
+    # readout may see another factor move with it. Where the model reads that move after the site (beating moves
+    # the envelope a tremolo is read from), a perfect interchange reproduces the source's value; where it reads
+    # it before (a recording's own vibrato sets the rate read off a note with little added vibrato), it keeps
+    # the base's. Either is the model's own; leakage is the distance to the nearer of the two
+    rest = np.minimum(np.abs(m[valid] - s[valid]), np.abs(m[valid] - b[valid]))
+    rest = np.delete(rest, j, axis=1)
     ok = np.isfinite(rest)
     # the mean change of every other factor over the pairs where it is defined (0 where it never is)
     leak = float((np.where(ok, rest, 0).sum(0) / np.maximum(ok.sum(0), 1)).sum())
