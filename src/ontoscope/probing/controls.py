@@ -136,7 +136,7 @@ def control_reads(model: PlantedModel, stimuli: StimulusSet, *, site: str = "bot
     The factor values the control reads at ``site`` (:meth:`~ontoscope.models.planted.PlantedModel.factor_values`
     of its own activations, what the synthesizer is given) against the stimuli's nominal values, both on the
     factor's normalised scale [0, 1]; clips where the factor is undefined (a rate at depth 0) are left out.
-    On the synthesizer's stimuli these are the descriptors' round trip (R² 0.99 and more for f0); on recorded
+    On the synthesizer's stimuli these are the descriptors' round trip (R² 0.93 to 1.00); on recorded
     instruments a factor the encoder misreads (a tremolo rate under the instrument's own amplitude
     fluctuations) falls short.
     """
