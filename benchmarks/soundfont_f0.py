@@ -1,7 +1,7 @@
 """f0 on recorded instruments: how often ``measure`` and ``librosa.pyin`` read a SoundFont note off its key.
 
 Every second key from 110 to 880 Hz (the canon's f0 range) of 22 sustained General MIDI programs of the bank
-(strings, brass, reeds, pipes, choir; the organs and the accordion are left out, their registers sound octaves
+(strings, brass, reeds, flutes, choir; the organs and the accordion are left out, their registers sound octaves
 or beat around the key), 1 s at velocity 100, each without and with a 6 Hz, 60-cent vibrato. A note is a
 gross error when it is read more than 0.3 octave from the key's equal-tempered frequency (an octave, or an
 octave and a fifth); the cents columns are over the other notes and include the bank's own tuning of each
