@@ -313,12 +313,11 @@ def _shs(x: torch.Tensor, sr: int, fmin: float, fmax: float, n_fft: int = 4096,
     # sub-multiple check: prefer f / k when it is present and its harmonics that f lacks (not multiples of k)
     # hold a share of the energy of those it shares with f
     rows = torch.arange(b, device=x.device)
+    subs = [(int(round(per_octave * math.log2(k))), h % k == 0) for k in (2, 3)]  # (grid steps down, shared)
     for _ in range(3):
-        for k in (2, 3):
-            steps = int(round(per_octave * math.log2(k)))
+        for steps, shared in subs:
             sub = (best - steps).clamp(min=0)
             ah = a[rows, sub] * weight[sub]
-            shared = (h % k == 0)
             own, common = ah[:, ~shared].sum(-1), ah[:, shared].sum(-1)
             down = (best >= steps) & present[rows, sub] & (own >= octave_ratio * common)
             best = torch.where(down, sub, best)

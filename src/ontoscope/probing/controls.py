@@ -53,6 +53,7 @@ from ontoscope.models.protocol import AudioModel
 from ontoscope.probing.icv import ICVThresholds, icv_scores
 from ontoscope.probing.interventions import FAMILIES
 from ontoscope.probing.operational import operational_ontology
+from ontoscope.probing.probes import r2_score
 from ontoscope.progress import track
 from ontoscope.stimuli.dataset import StimulusSet, set_space
 from ontoscope.stimuli.factors import FactorSpace
@@ -152,8 +153,8 @@ def control_reads(model: PlantedModel, stimuli: StimulusSet, *, site: str = "bot
         pred = np.concatenate(values[n])
         true = space[n].normalize(stimuli.factors[n].to_numpy(dtype=np.float64))
         ok = np.isfinite(true) & np.isfinite(pred)
-        var = float(np.var(true[ok])) if ok.sum() > 1 else 0.0
-        out[n] = float(1 - np.mean((pred[ok] - true[ok]) ** 2) / var) if var > 0 else float("nan")
+        out[n] = float(r2_score(torch.as_tensor(true[ok, None]), torch.as_tensor(pred[ok, None]))[0]) \
+            if ok.any() else float("nan")
     return out
 
 
