@@ -2,12 +2,12 @@
 
     python scripts/band_energy.py runs/findings_soundfont
 
-For every trained model of the run (``stages/train/*``), every stimulus clip is reconstructed and its power
-spectrum (Hann window of 1024 samples, hop 256, mean over frames) summed in octave-wide bands; the table gives,
-per design, the median over clips of ``10 log10(E_reconstruction / E_input)`` in dB for each band (0 dB:
-the band's energy kept; negative: lost), averaged over the design's seeds, beside each band's share of the
-input's energy (pooled over clips). The gate's loudness error is the whole-clip level, so a band that holds
-much of the energy and loses it shows up there.
+For every trained model of the run (those of its ``tables/models.parquet``), every stimulus clip is
+reconstructed and its power spectrum (Hann window of 1024 samples, hop 256, mean over frames) summed in
+octave-wide bands; the table gives, per design, the median over clips of ``10 log10(E_reconstruction /
+E_input)`` in dB for each band (0 dB: the band's energy kept; negative: lost), averaged over the design's
+seeds, beside each band's share of the input's energy (pooled over clips). The gate's loudness error is the
+whole-clip level, so a band that holds much of the energy and loses it shows up there.
 """
 
 from __future__ import annotations
@@ -43,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("run", type=Path, help="a finished study run directory")
     args = ap.parse_args(argv)
     sets = sorted((args.run / "stages" / "stimuli").glob("*/set"))
-    trained = sorted((args.run / "stages" / "train").glob("*/stage.json"))
+    tables = args.run / "tables" / "models.parquet"
+    models = set(pd.read_parquet(tables)["model"]) if tables.exists() else set()
+    trained = [p for p in sorted((args.run / "stages" / "train").glob("*/stage.json"))
+               if json.loads(p.read_text())["label"] in models]
     if not sets or not trained:
         print(f"error: {args.run} has no stimuli or no trained models; run the study first", file=sys.stderr)
         return 2
