@@ -66,7 +66,8 @@ bench: setup
 	$(BIN)/python benchmarks/run.py
 
 # docs/findings.md: three studies in two one-thread chains side by side (architecture; scale and the real models,
-# then the recorded instruments), then every table of the page (runs/findings_tables.md) and its figures.
+# then the recorded instruments), then every table of the page (runs/findings_tables.md, with the energy the
+# autoencoders keep per octave) and its figures.
 FINDINGS := findings_arch findings_soundfont findings_scale
 findings: setup
 	@start=$$(date +%s); \
@@ -76,6 +77,10 @@ findings: setup
 	wait $$a && wait $$b && \
 	$(BIN)/python scripts/findings_tables.py $(addprefix runs/,$(FINDINGS)) --figures docs/figures \
 	    > runs/findings_tables.md && \
+	for r in findings_arch findings_soundfont; do \
+	    printf '\n# %s: what reconstruction keeps, per octave\n\n' $$r && \
+	    $(BIN)/python scripts/band_energy.py runs/$$r || exit 1; \
+	done >> runs/findings_tables.md && \
 	echo "findings: $$(( ($$(date +%s) - start) / 60 )) min; tables in runs/findings_tables.md"
 
 lint: setup
