@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from ontoscope.descriptors.spectral import stft_power
 from ontoscope.models.checkpoint import load_checkpoint
 from ontoscope.models.fidelity import reconstruct
 from ontoscope.stimuli.dataset import StimulusSet
@@ -30,8 +31,7 @@ EDGES_HZ = (0, 250, 500, 1000, 2000, 4000, 8000)
 def band_energy(audio: torch.Tensor, sr: int, edges: tuple[float, ...] = EDGES_HZ) -> torch.Tensor:
     """Energy of each clip in each band ``[edges[i], edges[i+1])`` Hz, ``[B, len(edges) - 1]`` (power, arbitrary
     units): the Hann-windowed (1024, hop 256) power spectrum averaged over frames, summed over the band's bins."""
-    window = torch.hann_window(1024, dtype=audio.dtype)
-    power = torch.stft(audio, 1024, 256, window=window, return_complex=True).abs().pow(2).mean(-1)
+    power = stft_power(audio, 1024, 256, sr=sr).mean(-1)
     freqs = torch.arange(power.shape[1], dtype=torch.float64) * sr / 1024
     top = list(edges[1:-1]) + [sr / 2 + 1]
     bands = zip(edges[:-1], top, strict=True)
