@@ -45,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     sets = sorted((args.run / "stages" / "stimuli").glob("*/set"))
     tables = args.run / "tables" / "models.parquet"
     models = set(pd.read_parquet(tables)["model"]) if tables.exists() else set()
-    trained = [p for p in sorted((args.run / "stages" / "train").glob("*/stage.json"))
-               if json.loads(p.read_text())["label"] in models]
+    labels = {p.parent: json.loads(p.read_text())["label"]
+              for p in sorted((args.run / "stages" / "train").glob("*/stage.json"))}
+    trained = {path: label for path, label in labels.items() if label in models}
     if not sets or not trained:
         print(f"error: {args.run} has no stimuli or no trained models; run the study first", file=sys.stderr)
         return 2
@@ -55,14 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     ex = band_energy(x, data.sr)
     names = [f"{lo}-{hi} Hz" for lo, hi in zip(EDGES_HZ[:-1], EDGES_HZ[1:], strict=True)]
     rows = []
-    for stage in trained:
-        label = json.loads(stage.read_text())["label"]
-        model, _ = load_checkpoint(stage.parent)
+    for path, label in trained.items():
+        model, _ = load_checkpoint(path)
         model.eval()
         ratio = 10 * torch.log10(band_energy(reconstruct(model, x), data.sr) / ex.clamp_min(1e-20))
-        design = label.rsplit("_seed", 1)[0]
         medians = ratio.median(0).values.tolist()
-        rows.append({"design": design, "model": label, **dict(zip(names, medians, strict=True))})
+        rows.append({"design": label.rsplit("_seed", 1)[0], **dict(zip(names, medians, strict=True))})
     table = pd.DataFrame(rows).groupby("design", sort=False)[names].mean().reset_index()
     share = (ex.sum(0) / ex.sum()).tolist()
     share_row = {"design": "share of input energy", **dict(zip(names, share, strict=True))}
