@@ -30,7 +30,8 @@ EDGES_HZ = (0, 250, 500, 1000, 2000, 4000, 8000)
 
 def band_energy(audio: torch.Tensor, sr: int, edges: tuple[float, ...] = EDGES_HZ) -> torch.Tensor:
     """Energy of each clip in each band ``[edges[i], edges[i+1])`` Hz, ``[B, len(edges) - 1]`` (power, arbitrary
-    units): the Hann-windowed (1024, hop 256) power spectrum averaged over frames, summed over the band's bins."""
+    units): the Hann-windowed (1024, hop 256) power spectrum averaged over frames, summed over the band's bins.
+    The last band runs from ``edges[-2]`` up to and including Nyquist, whatever ``edges[-1]`` says."""
     power = stft_power(audio, 1024, 256, sr=sr).mean(-1)
     freqs = torch.arange(power.shape[1], dtype=torch.float64) * sr / 1024
     top = list(edges[1:-1]) + [sr / 2 + 1]

@@ -28,3 +28,9 @@ def test_a_sine_lands_in_its_band(band_energy, hz, band):
     assert torch.all(share[:, band] > 0.99)
     # energy is power: a tenth of the amplitude is a hundredth of the energy
     assert torch.allclose(e[1].sum() / e[0].sum(), torch.tensor(0.01), rtol=1e-4)
+
+
+def test_the_last_band_holds_nyquist(band_energy):
+    x = torch.cos(torch.pi * torch.arange(16000.0)).unsqueeze(0)  # (-1)^n: all its energy at 8000 Hz
+    e = band_energy(x, 16000)
+    assert e[0, 5] / e.sum() > 0.99
